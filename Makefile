@@ -1,0 +1,64 @@
+# gptq-eora — build, test, bench, demo.
+# Each top-level directory is a small library; tools/ wires them into one CLI.
+# BUILD may be overridden (e.g. make BUILD=build/alt) so that parallel builds do not race.
+
+CC      ?= gcc
+BUILD   ?= build
+BIN     ?= bin
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
+OPT     ?= -O2 -g
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -fopenmp -I. -I/usr/include/x86_64-linux-gnu/openblas-pthread
+LDLIBS  += -lopenblas -llapacke -lyaml -lcjson -lpcre2-8 -lutf8proc -lz -lm -fopenmp
+
+LIB_DIRS := io calib gptq eora
+LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)) $(filter-out tools/main.c,$(wildcard tools/*.c))
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+BENCH_SRC := $(wildcard tools/bench/*.c)
+
+.PHONY: all test test-asan bench demo clean lint
+all: $(BIN)/gptq-eora
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libgptqeora.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/gptq-eora: $(BUILD)/tools/main.o $(BUILD)/libgptqeora.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testlib.o $(BUILD)/libgptqeora.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/tools/bench/%.o $(BUILD)/libgptqeora.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# Test runner: every tests/test_*.c is one binary; tests/run.sh sums their counts and
+# ends with the line "N passed, N failed". T=substring filters test names.
+test: $(BIN)/gptq-eora $(TEST_BIN)
+	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
+
+# Same suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build tree.
+test-asan:
+	$(MAKE) BUILD=build/asan BIN=build/asan/bin OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDLIBS="$(LDLIBS) -fsanitize=address,undefined" test
+
+bench: $(BIN)/gptq-eora $(patsubst tools/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+	@for b in $(patsubst tools/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC)); do echo "== $$b"; $$b || exit 1; done
+
+demo: $(BIN)/gptq-eora
+	sh tools/demo.sh
+
+clean:
+	rm -rf build $(BIN) demo-out
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+.SECONDARY:

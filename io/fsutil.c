@@ -1,0 +1,152 @@
+#include "io/fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/err.h"
+
+char *fs_join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *p = xmalloc(la + lb + 2);
+    memcpy(p, a, la);
+    size_t k = la;
+    if (la && a[la - 1] != '/') p[k++] = '/';
+    memcpy(p + k, b, lb + 1);
+    return p;
+}
+
+int fs_fsync_dir(const char *path_in_dir)
+{
+    char *copy = xstrdup(path_in_dir);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    free(copy);
+    if (fd < 0) return 0; /* best effort */
+    fsync(fd);
+    close(fd);
+    return 0;
+}
+
+int fs_commit(int fd, const char *tmp, const char *final_path)
+{
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return err_set("%s: fsync failed: %s", final_path, strerror(e));
+    }
+    if (close(fd) != 0) {
+        unlink(tmp);
+        return err_set("%s: close failed: %s", final_path, strerror(errno));
+    }
+    if (rename(tmp, final_path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return err_set("%s: rename failed: %s", final_path, strerror(e));
+    }
+    return fs_fsync_dir(final_path);
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t len)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return err_set("%s: cannot create: %s", path, strerror(errno));
+    if (write_all(fd, data, len) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return err_set("%s: write failed: %s", path, strerror(e));
+    }
+    return fs_commit(fd, tmp, path);
+}
+
+int fs_mkdir_p(const char *dir)
+{
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf) return err_set("%s: invalid directory name", dir);
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return err_set("%s: cannot create directory: %s", buf, strerror(errno));
+            buf[i] = c;
+        }
+    }
+    if (!fs_is_dir(dir)) return err_set("%s: not a directory", dir);
+    return 0;
+}
+
+char *fs_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        err_set("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) buf = xrealloc(buf, cap *= 2);
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        err_set("%s: read error", path);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+int fs_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int fs_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int fs_copy_file(const char *src, const char *dst)
+{
+    size_t len;
+    char *data = fs_read_file(src, &len);
+    if (!data) return -1;
+    int rc = fs_write_atomic(dst, data, len);
+    free(data);
+    return rc;
+}

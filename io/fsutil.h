@@ -1,0 +1,22 @@
+/* fsutil — durable file output: write to a temporary name, fsync, rename. */
+#ifndef IO_FSUTIL_H
+#define IO_FSUTIL_H
+
+#include <stddef.h>
+
+/* Write `len` bytes to path atomically (path.tmp.<pid> → fsync → rename → fsync dir). */
+int fs_write_atomic(const char *path, const void *data, size_t len);
+/* fsync an open stdio/fd file then rename tmp → final and fsync the directory. */
+int fs_commit(int fd, const char *tmp, const char *final_path);
+int fs_mkdir_p(const char *dir);
+int fs_fsync_dir(const char *path_in_dir);
+/* Read a whole file (NUL-terminated, *len excludes the NUL). NULL + err on failure. */
+char *fs_read_file(const char *path, size_t *len);
+int fs_is_dir(const char *path);
+int fs_exists(const char *path);
+/* Copy a file byte for byte (atomically). */
+int fs_copy_file(const char *src, const char *dst);
+/* join: returns malloc'd "a/b" */
+char *fs_join(const char *a, const char *b);
+
+#endif
