@@ -1,9 +1,14 @@
 /* job — the YAML job file, parsed with libyaml and validated into job_t.
  * Errors name file:line:column and the key path (e.g. "job.yaml:12:5: quantize.rules[2].bits:
- * expected one of 2, 3, 4, 8"). Unknown keys are errors. Schema: README "Job file". */
+ * expected one of 2, 3, 4, 8"). Unknown keys are errors. Schema: docs/job.md.
+ * Rule regexes are PCRE2 (UTF) and must match the WHOLE module name (anchored at both ends);
+ * GPTQModel's `dynamic` uses Python re.match, which anchors only at the start. */
 #ifndef IO_JOB_H
 #define IO_JOB_H
 
+#ifndef PCRE2_CODE_UNIT_WIDTH
+#define PCRE2_CODE_UNIT_WIDTH 8 /* UTF-8 module names and patterns */
+#endif
 #include <pcre2.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +79,15 @@ int job_load(const char *path, job_t *job);
 void job_free(job_t *job);
 /* First rule whose regex matches the whole module name, or NULL. */
 const quant_rule *job_match_rule(const job_t *job, const char *module);
+
+/* What the job says about one module once rules and job defaults are combined. */
+typedef struct {
+    int quantize;            /* 0 when the first matching rule says skip */
+    int bits, group_size;    /* rule value, else the job default */
+    int eora_rank;           /* rule value, else job eora_rank; 0 when skipped */
+    const quant_rule *rule;  /* the rule that matched, or NULL */
+} module_settings;
+void job_module_settings(const job_t *job, const char *module, module_settings *out);
 
 /* Parse "24GiB", "512 MB", "1e9" → bytes. */
 int parse_size(const char *s, uint64_t *out);
