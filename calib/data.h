@@ -1,7 +1,13 @@
 /* data — calibration and evaluation token windows from the job's sources.
- * Sources: JSON Lines (text field), plain text files, pre-tokenized ids (safetensors I32/I64
- * [N, T] or flat). Documents are tokenized, joined with EOS, windows cut deterministically
- * for a seed. */
+ * Sources (data_source.format; NULL/"" infers from the extension: .jsonl/.json → jsonl,
+ * .safetensors → ids, else text):
+ *   jsonl  one document per non-blank line, the string in `field` (default "text");
+ *   text   the whole file, bytes as they are, is one document;
+ *   ids    pre-tokenized: safetensors I32/I64, [N, T] (each row a document) or flat [L];
+ *          "FILE:TENSOR" names the tensor, else the only one, else "input_ids".
+ * Text documents are tokenized (in parallel) and each is followed by EOS (none if eos_id < 0);
+ * ids are used as they are. Windows are cut deterministically for a seed (splitmix64; the
+ * placement rules are in calib/data.c's header comment and docs/tokenizer.md). */
 #ifndef CALIB_DATA_H
 #define CALIB_DATA_H
 
@@ -22,8 +28,9 @@ typedef struct {
     int allow_repeat;
 } sample_opts;
 
-/* N windows of T tokens drawn from the sources (weights split N). Error when N·T cannot be
- * met without repeats (unless allow_repeat), naming tokens available vs needed. */
+/* N windows of T tokens drawn from the sources (weights split N by largest remainder; windows
+ * stored source by source, in stream order). Error when N·T cannot be met without repeats
+ * (unless allow_repeat), naming tokens available vs needed. tk may be NULL for ids sources. */
 int calib_sample(const tokenizer *tk, int eos_id, const data_source *src, int n_src, int n,
                  int T, const sample_opts *o, token_windows *out);
 
