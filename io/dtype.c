@@ -86,18 +86,24 @@ uint16_t f32_to_f16(float f)
     return sign | (uint16_t)(r >> 13);
 }
 
+/* Large conversions (whole weight matrices) are split across threads; small ones stay serial. */
+#define PAR_MIN 65536
+
 int dtype_to_f32(dtype_t t, const void *src, float *dst, size_t n)
 {
     const unsigned char *s = src;
     switch (t) {
     case DT_F32: memcpy(dst, src, n * 4); return 0;
     case DT_BF16:
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
         for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = bf16_to_f32(h); }
         return 0;
     case DT_F16:
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
         for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = f16_to_f32(h); }
         return 0;
     case DT_F64:
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
         for (size_t i = 0; i < n; i++) { double d; memcpy(&d, s + 8 * i, 8); dst[i] = (float)d; }
         return 0;
     default: return -1;
@@ -110,12 +116,15 @@ int dtype_from_f32(dtype_t t, const float *src, void *dst, size_t n)
     switch (t) {
     case DT_F32: memcpy(dst, src, n * 4); return 0;
     case DT_BF16:
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
         for (size_t i = 0; i < n; i++) { uint16_t h = f32_to_bf16(src[i]); memcpy(d + 2 * i, &h, 2); }
         return 0;
     case DT_F16:
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
         for (size_t i = 0; i < n; i++) { uint16_t h = f32_to_f16(src[i]); memcpy(d + 2 * i, &h, 2); }
         return 0;
     case DT_F64:
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
         for (size_t i = 0; i < n; i++) { double v = src[i]; memcpy(d + 8 * i, &v, 8); }
         return 0;
     default: return -1;

@@ -70,10 +70,13 @@ static int write_all(int fd, const void *data, size_t len)
 
 int fs_write_atomic(const char *path, const void *data, size_t len)
 {
+    /* a unique temp name (not just the pid): threads may write files side by side */
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= sizeof tmp)
+        return err_set("%s: path too long", path);
+    int fd = mkstemp(tmp);
     if (fd < 0) return err_set("%s: cannot create: %s", path, strerror(errno));
+    fchmod(fd, 0644); /* mkstemp creates 0600; outputs are ordinary readable files */
     if (write_all(fd, data, len) != 0) {
         int e = errno;
         close(fd);

@@ -1,14 +1,23 @@
-/* safetensors reader: mmap each shard, validate its header, index tensors by name. */
+/* safetensors reader: mmap each shard, validate its header, index tensors by name.
+ *
+ * Validation follows the reference implementation (huggingface/safetensors): 8-byte
+ * little-endian header length <= 100 MB, header is UTF-8 JSON starting with '{' (trailing
+ * spaces allowed), one entry per tensor {dtype, shape, data_offsets}, an optional
+ * "__metadata__" string->string map, and the tensors' byte ranges tile the data area exactly:
+ * sorted by offset each starts where the previous ended, the last one ends at end of file.
+ * Anything else is one line naming the file and, where there is one, the tensor. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 #include "io/err.h"
 #include "io/fsutil.h"
@@ -31,12 +40,47 @@ struct st_set {
     size_t hash_cap;
 };
 
+/* ---- a small string set (duplicate detection: cJSON keeps duplicate keys) ---- */
+
+typedef struct {
+    const char **slot;
+    size_t cap, n;
+} name_set;
+
 static uint64_t hash_str(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
     while (*s) h = (h ^ (unsigned char)*s++) * 1099511628211ull;
     return h;
 }
+
+/* Adds name (not copied; must outlive the set). Returns 1 if it was already there. */
+static int name_set_add(name_set *ns, const char *name)
+{
+    if (2 * (ns->n + 1) > ns->cap) {
+        size_t cap = ns->cap ? ns->cap * 2 : 64;
+        const char **slot = xcalloc(cap, sizeof *slot);
+        for (size_t i = 0; i < ns->cap; i++) {
+            if (!ns->slot[i]) continue;
+            size_t k = hash_str(ns->slot[i]) & (cap - 1);
+            while (slot[k]) k = (k + 1) & (cap - 1);
+            slot[k] = ns->slot[i];
+        }
+        free(ns->slot);
+        ns->slot = slot;
+        ns->cap = cap;
+    }
+    size_t k = hash_str(name) & (ns->cap - 1);
+    for (; ns->slot[k]; k = (k + 1) & (ns->cap - 1))
+        if (strcmp(ns->slot[k], name) == 0) return 1;
+    ns->slot[k] = name;
+    ns->n++;
+    return 0;
+}
+
+static void name_set_free(name_set *ns) { free(ns->slot); }
+
+/* ---- name index over the whole set ---- */
 
 static const st_tensor *lookup(const st_set *s, const char *name)
 {
@@ -56,9 +100,10 @@ static int build_index(st_set *s)
     s->hash_cap = cap;
     for (size_t k = 0; k < s->n; k++) {
         const char *name = s->tensors[k].name;
-        if (lookup(s, name))
-            return err_set("%s: tensor '%s' appears twice (also in %s)", s->files[s->tensors[k].file].path,
-                           name, s->files[lookup(s, name)->file].path);
+        const st_tensor *prev = lookup(s, name);
+        if (prev)
+            return err_set("%s: tensor '%s' appears in two shards (also in %s)", s->files[s->tensors[k].file].path,
+                           name, s->files[prev->file].path);
         size_t i = hash_str(name) & (cap - 1);
         while (s->hash[i]) i = (i + 1) & (cap - 1);
         s->hash[i] = k + 1;
@@ -66,18 +111,22 @@ static int build_index(st_set *s)
     return 0;
 }
 
-typedef struct {
-    size_t begin, end, idx;
-} range;
+/* ---- one shard ---- */
 
-static int cmp_range(const void *a, const void *b)
+/* JSON numbers are doubles in cJSON: integers are exact only up to 2^53. Checking the range
+ * before converting also avoids the undefined double->integer cast of huge values. */
+static int json_uint(const cJSON *v, uint64_t *out)
 {
-    const range *x = a, *y = b;
-    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (!(d >= 0.0) || d > 9007199254740992.0 || d != floor(d)) return -1;
+    *out = (uint64_t)d;
+    return 0;
 }
 
 static int parse_shape(const char *path, const char *name, const cJSON *shape, st_tensor *t)
 {
+    if (!shape) return err_set("%s: tensor '%s': missing 'shape'", path, name);
     if (!cJSON_IsArray(shape)) return err_set("%s: tensor '%s': 'shape' is not an array", path, name);
     int nd = cJSON_GetArraySize(shape);
     if (nd > ST_MAX_DIMS) return err_set("%s: tensor '%s': %d dimensions (at most %d)", path, name, nd, ST_MAX_DIMS);
@@ -86,111 +135,223 @@ static int parse_shape(const char *path, const char *name, const cJSON *shape, s
     int k = 0;
     const cJSON *d;
     cJSON_ArrayForEach(d, shape) {
-        if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble != (double)(int64_t)d->valuedouble ||
-            d->valuedouble > 9.0e15)
+        uint64_t v;
+        if (cJSON_IsNumber(d) && d->valuedouble < 0)
+            return err_set("%s: tensor '%s': shape entry %d is negative (%g)", path, name, k, d->valuedouble);
+        if (json_uint(d, &v))
             return err_set("%s: tensor '%s': shape entry %d is not a non-negative integer", path, name, k);
-        t->shape[k] = (int64_t)d->valuedouble;
-        if (t->shape[k] && t->numel > INT64_MAX / 16 / t->shape[k])
-            return err_set("%s: tensor '%s': shape too large", path, name);
-        t->numel *= t->shape[k];
+        t->shape[k] = (int64_t)v;
+        /* keep numel * 8 bytes representable */
+        if (v && (uint64_t)t->numel > (uint64_t)(INT64_MAX / 16) / v)
+            return err_set("%s: tensor '%s': shape has too many elements", path, name);
+        t->numel *= (int64_t)v;
         k++;
     }
     return 0;
 }
 
-/* Parse one shard's header; append its tensors (sorted by offset) to s->tensors. */
+static int parse_metadata(st_file *f, const cJSON *e)
+{
+    const char *path = f->path;
+    if (f->meta_keys) return err_set("%s: '__metadata__' appears twice in the header", path);
+    if (!cJSON_IsObject(e)) return err_set("%s: '__metadata__' is not an object", path);
+    size_t nm = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, e) nm++;
+    f->meta_keys = xcalloc(nm, sizeof(char *));
+    f->meta_vals = xcalloc(nm, sizeof(char *));
+    name_set keys = {0};
+    int rc = 0;
+    cJSON_ArrayForEach(m, e) {
+        if (!cJSON_IsString(m)) {
+            rc = err_set("%s: '__metadata__' value of '%s' is not a string", path, m->string);
+            break;
+        }
+        if (name_set_add(&keys, m->string)) {
+            rc = err_set("%s: '__metadata__' key '%s' appears twice", path, m->string);
+            break;
+        }
+        f->meta_keys[f->n_meta] = xstrdup(m->string);
+        f->meta_vals[f->n_meta++] = xstrdup(m->valuestring);
+    }
+    name_set_free(&keys);
+    return rc;
+}
+
+/* One header entry → t (name not yet set). */
+static int parse_entry(const char *path, const cJSON *e, size_t data_len, st_tensor *t, uint64_t *begin)
+{
+    const char *name = e->string;
+    if (!cJSON_IsObject(e)) return err_set("%s: tensor '%s': entry is not an object", path, name);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    if (!dt) return err_set("%s: tensor '%s': missing 'dtype'", path, name);
+    if (!cJSON_IsString(dt)) return err_set("%s: tensor '%s': 'dtype' is not a string", path, name);
+    if (dtype_from_name(dt->valuestring, &t->dtype))
+        return err_set("%s: tensor '%s': unknown dtype '%s'", path, name, dt->valuestring);
+    if (parse_shape(path, name, cJSON_GetObjectItemCaseSensitive(e, "shape"), t)) return -1;
+    if (!off) return err_set("%s: tensor '%s': missing 'data_offsets'", path, name);
+    uint64_t b, en;
+    if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || json_uint(cJSON_GetArrayItem(off, 0), &b) ||
+        json_uint(cJSON_GetArrayItem(off, 1), &en))
+        return err_set("%s: tensor '%s': 'data_offsets' must be [begin, end] non-negative integers", path, name);
+    if (en < b)
+        return err_set("%s: tensor '%s': data_offsets begin %llu is after end %llu", path, name,
+                       (unsigned long long)b, (unsigned long long)en);
+    if (en > data_len)
+        return err_set("%s: tensor '%s': data_offsets end %llu is past end of file (data area is %zu bytes)", path, name,
+                       (unsigned long long)en, data_len);
+    uint64_t want = (uint64_t)t->numel * dtype_size(t->dtype);
+    if (en - b != want)
+        return err_set("%s: tensor '%s': %s shape needs %llu bytes but data_offsets span %llu", path, name,
+                       dtype_name(t->dtype), (unsigned long long)want, (unsigned long long)(en - b));
+    t->nbytes = (size_t)want;
+    *begin = b;
+    return 0;
+}
+
+typedef struct {
+    uint64_t begin, end;
+    size_t idx;
+} range;
+
+static int cmp_range(const void *a, const void *b)
+{
+    const range *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Ranges must tile [0, data_len): sorted by offset, each begins where the previous ended.
+ * On success the shard's tensors are reordered into offset (= file) order. */
+static int check_tiling(st_set *s, size_t first, const st_file *f, const unsigned char *data, size_t data_len)
+{
+    size_t nt = s->n - first;
+    range *r = xmalloc((nt ? nt : 1) * sizeof *r);
+    for (size_t i = 0; i < nt; i++) {
+        const st_tensor *t = &s->tensors[first + i];
+        r[i].begin = (uint64_t)((const unsigned char *)t->data - data);
+        r[i].end = r[i].begin + t->nbytes;
+        r[i].idx = first + i;
+    }
+    qsort(r, nt, sizeof *r, cmp_range);
+    uint64_t cursor = 0;
+    int rc = 0;
+    for (size_t i = 0; i < nt && !rc; i++) {
+        const char *name = s->tensors[r[i].idx].name;
+        if (r[i].begin < cursor)
+            rc = err_set("%s: tensor '%s': data range [%llu, %llu) overlaps tensor '%s'", f->path, name,
+                         (unsigned long long)r[i].begin, (unsigned long long)r[i].end, s->tensors[r[i - 1].idx].name);
+        else if (r[i].begin > cursor)
+            rc = err_set("%s: tensor '%s': gap of %llu unused bytes before its data at offset %llu", f->path, name,
+                         (unsigned long long)(r[i].begin - cursor), (unsigned long long)r[i].begin);
+        cursor = r[i].end;
+    }
+    if (!rc && cursor != data_len)
+        rc = err_set("%s: %llu trailing bytes after the last tensor's data", f->path,
+                     (unsigned long long)(data_len - cursor));
+    if (!rc) {
+        st_tensor *sorted = xmalloc((nt ? nt : 1) * sizeof *sorted);
+        for (size_t i = 0; i < nt; i++) sorted[i] = s->tensors[r[i].idx];
+        memcpy(s->tensors + first, sorted, nt * sizeof *sorted);
+        free(sorted);
+    }
+    free(r);
+    return rc;
+}
+
+/* Byte-level checks before JSON: valid UTF-8, no NUL (JSON never needs one). */
+static int check_header_text(const char *path, const unsigned char *h, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (h[i] == 0) return err_set("%s: header contains a NUL byte at offset %zu", path, i);
+        if (h[i] < 0x80) {
+            i++;
+            continue;
+        }
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate(h + i, (utf8proc_ssize_t)(n - i), &cp);
+        if (k <= 0) return err_set("%s: header is not valid UTF-8 at offset %zu", path, i);
+        i += (size_t)k;
+    }
+    return 0;
+}
+
+/* Parse one shard's header; append its tensors (in offset order) to s->tensors. */
 static int parse_file(st_set *s, size_t fi)
 {
     st_file *f = &s->files[fi];
     const char *path = f->path;
     if (f->size < 8) return err_set("%s: file too short for a safetensors header (%zu bytes)", path, f->size);
-    uint64_t hlen = 0;
     const unsigned char *p = f->map;
+    uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
-    if (hlen > ST_MAX_HEADER) return err_set("%s: header length %llu exceeds the 100 MB limit", path, (unsigned long long)hlen);
+    if (hlen > ST_MAX_HEADER)
+        return err_set("%s: header length %llu exceeds the 100 MB limit", path, (unsigned long long)hlen);
     if (hlen > f->size - 8)
         return err_set("%s: header length %llu runs past end of file (%zu bytes)", path, (unsigned long long)hlen, f->size);
-    if (hlen < 2) return err_set("%s: header too short to be a JSON object", path);
-    cJSON *root = cJSON_ParseWithLength((const char *)p + 8, (size_t)hlen);
-    if (!root) return err_set("%s: header is not valid JSON", path);
+    if (hlen < 2) return err_set("%s: header of %llu bytes is too short to be a JSON object", path, (unsigned long long)hlen);
+    if (check_header_text(path, p + 8, (size_t)hlen)) return -1;
+    /* Parse a NUL-terminated copy: cJSON must never read past the header. */
+    char *text = xmalloc((size_t)hlen + 1);
+    memcpy(text, p + 8, (size_t)hlen);
+    text[hlen] = 0;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0);
     int rc = 0;
+    if (!root) {
+        size_t at = end && end >= text && end <= text + hlen ? (size_t)(end - text) : 0;
+        rc = err_set("%s: header is not valid JSON (error near byte %zu)", path, at);
+        goto out;
+    }
+    for (const char *q = end; q < text + hlen; q++)
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
+            rc = err_set("%s: unexpected characters after the header JSON at byte %zu", path, (size_t)(q - text));
+            goto out;
+        }
     if (!cJSON_IsObject(root)) {
         rc = err_set("%s: header is not a JSON object", path);
         goto out;
     }
+    if (text[0] != '{') {
+        rc = err_set("%s: header must start with '{'", path);
+        goto out;
+    }
     size_t data_start = 8 + (size_t)hlen, data_len = f->size - data_start;
     size_t first = s->n, count = 0;
-    cJSON *e;
+    const cJSON *e;
     cJSON_ArrayForEach(e, root) count++;
     s->tensors = xrealloc(s->tensors, (s->n + count) * sizeof *s->tensors);
+    name_set names = {0};
     cJSON_ArrayForEach(e, root) {
         const char *name = e->string;
         if (strcmp(name, "__metadata__") == 0) {
-            if (!cJSON_IsObject(e)) { rc = err_set("%s: __metadata__ is not an object", path); goto out; }
-            cJSON *m;
-            size_t nm = 0;
-            cJSON_ArrayForEach(m, e) nm++;
-            f->meta_keys = xcalloc(nm, sizeof(char *));
-            f->meta_vals = xcalloc(nm, sizeof(char *));
-            cJSON_ArrayForEach(m, e) {
-                if (!cJSON_IsString(m)) { rc = err_set("%s: __metadata__ value of '%s' is not a string", path, m->string); goto out; }
-                f->meta_keys[f->n_meta] = xstrdup(m->string);
-                f->meta_vals[f->n_meta++] = xstrdup(m->valuestring);
-            }
+            if ((rc = parse_metadata(f, e))) break;
             continue;
         }
-        if (!cJSON_IsObject(e)) { rc = err_set("%s: tensor '%s': entry is not an object", path, name); goto out; }
+        if (!*name) {
+            rc = err_set("%s: a tensor has an empty name", path);
+            break;
+        }
+        if (name_set_add(&names, name)) {
+            rc = err_set("%s: tensor '%s' appears twice in the header", path, name);
+            break;
+        }
         st_tensor t = {0};
+        uint64_t begin = 0;
         t.file = (int)fi;
-        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
-        const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
-        const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-        if (!cJSON_IsString(dt)) { rc = err_set("%s: tensor '%s': missing 'dtype'", path, name); goto out; }
-        if (dtype_from_name(dt->valuestring, &t.dtype)) { rc = err_set("%s: tensor '%s': unknown dtype '%s'", path, name, dt->valuestring); goto out; }
-        if (!shape) { rc = err_set("%s: tensor '%s': missing 'shape'", path, name); goto out; }
-        if ((rc = parse_shape(path, name, shape, &t))) goto out;
-        if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2) { rc = err_set("%s: tensor '%s': 'data_offsets' must be [begin, end]", path, name); goto out; }
-        double b = cJSON_GetArrayItem(off, 0)->valuedouble, en = cJSON_GetArrayItem(off, 1)->valuedouble;
-        if (!cJSON_IsNumber(cJSON_GetArrayItem(off, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)) || b < 0 || en < b ||
-            b != (double)(uint64_t)b || en != (double)(uint64_t)en) {
-            rc = err_set("%s: tensor '%s': invalid data_offsets", path, name); goto out;
-        }
-        if (en > (double)data_len) { rc = err_set("%s: tensor '%s': data_offsets end %.0f past end of data (%zu bytes)", path, name, en, data_len); goto out; }
-        size_t want = (size_t)t.numel * dtype_size(t.dtype);
-        t.nbytes = (size_t)(en - b);
-        if (t.nbytes != want) {
-            rc = err_set("%s: tensor '%s': %s shape needs %zu bytes but data_offsets span %zu", path, name, dtype_name(t.dtype), want, t.nbytes);
-            goto out;
-        }
-        t.data = p + data_start + (size_t)b;
+        if ((rc = parse_entry(path, e, data_len, &t, &begin))) break;
+        t.data = p + data_start + begin;
         t.name = xstrdup(name);
         s->tensors[s->n++] = t;
     }
-    /* Ranges must not overlap (the spec also wants them to tile the buffer; we accept gaps). */
-    size_t nt = s->n - first;
-    range *r = xmalloc((nt ? nt : 1) * sizeof *r);
-    for (size_t i = 0; i < nt; i++) {
-        const st_tensor *t = &s->tensors[first + i];
-        r[i].begin = (size_t)((const unsigned char *)t->data - p - data_start);
-        r[i].end = r[i].begin + t->nbytes;
-        r[i].idx = first + i;
-    }
-    qsort(r, nt, sizeof *r, cmp_range);
-    for (size_t i = 1; i < nt; i++)
-        if (r[i].begin < r[i - 1].end && r[i].end > r[i].begin) {
-            rc = err_set("%s: tensor '%s': data range [%zu, %zu) overlaps tensor '%s'", path, s->tensors[r[i].idx].name,
-                         r[i].begin, r[i].end, s->tensors[r[i - 1].idx].name);
-            free(r);
-            goto out;
-        }
-    /* file order = order of data offsets */
-    st_tensor *sorted = xmalloc((nt ? nt : 1) * sizeof *sorted);
-    for (size_t i = 0; i < nt; i++) sorted[i] = s->tensors[r[i].idx];
-    memcpy(s->tensors + first, sorted, nt * sizeof *sorted);
-    free(sorted);
-    free(r);
+    name_set_free(&names);
+    if (!rc) rc = check_tiling(s, first, f, p + data_start, data_len);
 out:
     cJSON_Delete(root);
+    free(text);
     return rc;
 }
 
@@ -225,38 +386,55 @@ static void add_file(st_set *s, const char *path)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Shards named by an index: unique file names in order of first appearance sorted by name. */
-static int files_from_index(st_set *s, const char *index_path)
+/* ---- model.safetensors.index.json ---- */
+
+/* Parse the index, add its shards (unique file names, sorted) to s; *root_out keeps the
+ * parsed index for check_index once the shards are loaded. */
+static int files_from_index(st_set *s, const char *index_path, cJSON **root_out)
 {
     size_t len;
     char *text = fs_read_file(index_path, &len);
     if (!text) return -1;
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
-    if (!root || !cJSON_IsObject(root)) {
+    if (!root) return err_set("%s: index is not valid JSON", index_path);
+    if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return err_set("%s: not a JSON object", index_path);
+        return err_set("%s: index is not a JSON object", index_path);
     }
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-    if (!cJSON_IsObject(wm)) {
+    int rc = 0;
+    if (meta && !cJSON_IsObject(meta) && !cJSON_IsNull(meta))
+        rc = err_set("%s: 'metadata' is not an object", index_path);
+    else if (!wm)
+        rc = err_set("%s: missing 'weight_map'", index_path);
+    else if (!cJSON_IsObject(wm))
+        rc = err_set("%s: 'weight_map' is not an object", index_path);
+    else if (!wm->child)
+        rc = err_set("%s: 'weight_map' is empty", index_path);
+    if (rc) {
         cJSON_Delete(root);
-        return err_set("%s: missing 'weight_map' object", index_path);
+        return rc;
     }
     char *dir = xstrdup(index_path);
     char *slash = strrchr(dir, '/');
     if (slash) slash[1] = 0; else strcpy(dir, "");
-    char **names = NULL;
+    const char **names = NULL;
     size_t nn = 0;
+    name_set files = {0}, tensors = {0};
     const cJSON *e;
-    int rc = 0;
     cJSON_ArrayForEach(e, wm) {
-        if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) {
+        if (!cJSON_IsString(e) || !*e->valuestring || strchr(e->valuestring, '/') || !strcmp(e->valuestring, ".") ||
+            !strcmp(e->valuestring, "..")) {
             rc = err_set("%s: weight_map entry '%s' is not a plain file name", index_path, e->string);
             break;
         }
-        int seen = 0;
-        for (size_t i = 0; i < nn && !seen; i++) seen = strcmp(names[i], e->valuestring) == 0;
-        if (!seen) {
+        if (name_set_add(&tensors, e->string)) {
+            rc = err_set("%s: tensor '%s' appears twice in weight_map", index_path, e->string);
+            break;
+        }
+        if (!name_set_add(&files, e->valuestring)) {
             names = xrealloc(names, (nn + 1) * sizeof *names);
             names[nn++] = e->valuestring;
         }
@@ -269,26 +447,71 @@ static int files_from_index(st_set *s, const char *index_path)
             free(p);
         }
     }
-    /* Every weight_map entry must then be found in the shard it names (checked after load). */
+    name_set_free(&files);
+    name_set_free(&tensors);
     free(names);
     free(dir);
-    if (rc) { cJSON_Delete(root); return rc; }
-    s->hash = (size_t *)root; /* stash for validation, replaced by build_index */
+    if (rc) {
+        cJSON_Delete(root);
+        return rc;
+    }
+    *root_out = root;
     return 0;
 }
 
-static int check_index(st_set *s, cJSON *root, const char *index_path)
+static const char *base_name(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
+}
+
+/* The index and the shards must agree both ways: every listed tensor is in the shard it
+ * names, and every tensor of a shard is listed. */
+static int check_index(st_set *s, const cJSON *root, const char *index_path)
 {
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map"), *e;
+    size_t listed = 0;
     cJSON_ArrayForEach(e, wm) {
         const st_tensor *t = lookup(s, e->string);
         if (!t) return err_set("%s: tensor '%s' listed in weight_map is missing from %s", index_path, e->string, e->valuestring);
-        const char *base = strrchr(s->files[t->file].path, '/');
-        base = base ? base + 1 : s->files[t->file].path;
+        const char *base = base_name(s->files[t->file].path);
         if (strcmp(base, e->valuestring) != 0)
             return err_set("%s: tensor '%s' is in %s, index says %s", index_path, e->string, base, e->valuestring);
+        listed++;
     }
+    if (listed != s->n)
+        for (size_t i = 0; i < s->n; i++)
+            if (!cJSON_GetObjectItemCaseSensitive(wm, s->tensors[i].name))
+                return err_set("%s: tensor '%s' of %s is not listed in weight_map", index_path, s->tensors[i].name,
+                               base_name(s->files[s->tensors[i].file].path));
     return 0;
+}
+
+/* ---- open / close ---- */
+
+/* Directory without index or model.safetensors: every *.safetensors, in name order. */
+static void add_dir_files(st_set *s, const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    char **names = NULL;
+    size_t nn = 0;
+    while (d && (de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l > 12 && strcmp(de->d_name + l - 12, ".safetensors") == 0) {
+            names = xrealloc(names, (nn + 1) * sizeof *names);
+            names[nn++] = xstrdup(de->d_name);
+        }
+    }
+    if (d) closedir(d);
+    if (nn) qsort(names, nn, sizeof *names, cmp_str);
+    for (size_t i = 0; i < nn; i++) {
+        char *p = fs_join(path, names[i]);
+        add_file(s, p);
+        free(p);
+        free(names[i]);
+    }
+    free(names);
 }
 
 st_set *st_open(const char *path)
@@ -305,26 +528,7 @@ st_set *st_open(const char *path)
         } else if (fs_exists(single)) {
             add_file(s, single);
         } else {
-            DIR *d = opendir(path);
-            struct dirent *de;
-            char **names = NULL;
-            size_t nn = 0;
-            while (d && (de = readdir(d))) {
-                size_t l = strlen(de->d_name);
-                if (l > 12 && strcmp(de->d_name + l - 12, ".safetensors") == 0) {
-                    names = xrealloc(names, (nn + 1) * sizeof *names);
-                    names[nn++] = xstrdup(de->d_name);
-                }
-            }
-            if (d) closedir(d);
-            qsort(names, nn, sizeof *names, cmp_str);
-            for (size_t i = 0; i < nn; i++) {
-                char *p = fs_join(path, names[i]);
-                add_file(s, p);
-                free(p);
-                free(names[i]);
-            }
-            free(names);
+            add_dir_files(s, path);
         }
         free(ip);
         free(single);
@@ -339,13 +543,14 @@ st_set *st_open(const char *path)
         add_file(s, path);
     }
     cJSON *index_root = NULL;
-    if (index_path) {
-        if (files_from_index(s, index_path)) goto fail;
-        index_root = (cJSON *)s->hash;
-        s->hash = NULL;
+    if (index_path && files_from_index(s, index_path, &index_root)) goto fail;
+    for (size_t i = 0; i < s->n_files; i++) {
+        if (map_file(&s->files[i])) {
+            if (index_path) err_prefix("%s: shard named in weight_map", index_path);
+            goto fail;
+        }
+        if (parse_file(s, i)) goto fail;
     }
-    for (size_t i = 0; i < s->n_files; i++)
-        if (map_file(&s->files[i]) || parse_file(s, i)) goto fail;
     if (build_index(s)) goto fail;
     if (index_root && check_index(s, index_root, index_path)) goto fail;
     cJSON_Delete(index_root);
@@ -379,6 +584,8 @@ void st_close(st_set *s)
     free(s);
 }
 
+/* ---- queries ---- */
+
 size_t st_count(const st_set *s) { return s->n; }
 const st_tensor *st_get(const st_set *s, size_t i) { return i < s->n ? &s->tensors[i] : NULL; }
 const st_tensor *st_find(const st_set *s, const char *name) { return lookup(s, name); }
@@ -399,6 +606,10 @@ size_t st_file_metadata_count(const st_set *s, size_t file) { return file < s->n
 
 void st_file_metadata_at(const st_set *s, size_t file, size_t i, const char **key, const char **value)
 {
+    if (file >= s->n_files || i >= s->files[file].n_meta) {
+        *key = *value = NULL;
+        return;
+    }
     *key = s->files[file].meta_keys[i];
     *value = s->files[file].meta_vals[i];
 }
