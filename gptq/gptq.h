@@ -17,6 +17,10 @@ typedef struct {
     double damp_percent;   /* 0.05 */
     double damp_auto_increment; /* 0.01 */
     int blocksize;         /* 128 */
+    /* Not in GPTQModel (0 = its behaviour): */
+    int hinv_fast;         /* 1: same Hinv factor via reversed Cholesky + strtri (half the flops,
+                              last-bit differences to torch's path) */
+    int skip_layer_loss;   /* 1: leave r->loss at -1 (saves one out×in×in sgemm) */
 } gptq_opts;
 
 void gptq_opts_default(gptq_opts *o);
@@ -28,16 +32,21 @@ typedef struct {
     float *zero;     /* [out, n_groups] */
     int32_t *g_idx;  /* [in] group of each original column */
     uint8_t *codes;  /* [out, in] integer codes, original column order */
-    double damp;     /* damp_percent actually used (after auto-increment), or -1 when the
-                        diagonal floor was needed */
-    double diag_floor; /* floor added in the last-resort retry, else 0 */
-    double avg_loss; /* GPTQModel's avg_loss: Σ losses / n_samples */
-    double loss;     /* tr((W−Q) H (W−Q)ᵀ) */
+    double damp;     /* damp_percent actually used (after auto-increment); 0 for RTN */
+    double diag_floor; /* floor added to diag(H) in the last-resort retries, else 0 */
+    double avg_loss; /* GPTQModel's avg_loss: Σ losses / n_samples (Σ losses if n_samples ≤ 0);
+                        0 for RTN */
+    double loss;     /* tr((W−Q) H (W−Q)ᵀ); -1 when skipped or for RTN */
     int dead_columns;
+    double t_hinv, t_blocks, t_loss; /* seconds spent in the inverse factor, the block loop,
+                                        the layer loss */
 } gptq_result;
 
 /* W [out, in] fp32, H [in, in] fp32 (the Hessian 2/n Σ xᵀx; not modified), n_samples for
- * avg_loss. `module` names the linear in error messages. Returns 0 or -1 (err set). */
+ * avg_loss. `module` names the linear in error messages. Returns 0 or -1 (err set: bad
+ * options, non-finite W or H, Hessian not PD after every recovery); on error r holds nothing.
+ * Deviation from GPTQModel: static_groups with act_group_aware uses each column's own
+ * group's quantizer (GPTQModel indexes the precomputed quantizers by solve position). */
 int gptq_solve(const char *module, const float *W, int out, int in, const float *H,
                int64_t n_samples, const gptq_opts *o, gptq_result *r);
 /* Round to nearest on the same grid (per-group min/max, no Hessian): the RTN baseline. */
