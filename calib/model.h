@@ -19,8 +19,8 @@ typedef struct {
     int out, in;
     float *w;         /* [out, in] fp32, owned */
     float *bias;      /* [out] or NULL */
-    float *lora_A;    /* [r, in] or NULL: y += (x·Aᵀ)·Bᵀ */
-    float *lora_B;    /* [out, r] */
+    float *lora_A;    /* [r, in] or NULL: y += (x·Aᵀ)·Bᵀ (owned: freed with the layer) */
+    float *lora_B;    /* [out, r] (owned) */
     int lora_r;
 } linear_t;
 
@@ -59,7 +59,9 @@ void layer_weights_free(layer_weights *lw);
 linear_t *layer_linear(layer_weights *lw, const char *short_name);
 
 /* True-sequential stages (GPTQModel's order, REFERENCE.md §6). Linears sharing one tap share
- * one Hessian. `quantize` lists the linears GPTQModel quantizes in that stage. */
+ * one Hessian. `linears` lists the linears GPTQModel quantizes in that stage. DeltaNet layers:
+ * [in_proj_qkv] → [in_proj_z] → [out_proj] → [gate,up] → [down]; the first two stages read the
+ * same tap (TAP_LIN_IN; in_proj_a/b read it too but are never quantized). */
 typedef struct {
     tap_id tap;
     const char *linears[4];
@@ -86,8 +88,8 @@ typedef struct {
 } head_weights;
 int head_weights_load(const st_set *ckpt, const model_config *cfg, head_weights *hw);
 void head_weights_free(head_weights *hw);
-/* In place final norm of h [n, hidden] (normed written to `normed` if non-NULL, else h).
- * logits [n, vocab] if non-NULL. */
+/* Final norm of h [n, hidden], written to `normed` if non-NULL (h itself is never modified);
+ * logits [n, vocab] = lm_head(normed) if non-NULL. */
 int head_forward(const model_config *cfg, const head_weights *hw, const float *h, int64_t n,
                  float *normed, float *logits);
 

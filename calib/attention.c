@@ -1,0 +1,208 @@
+/* attention — Qwen3.5 gated full attention (REFERENCE.md §7): q_proj output split per head
+ * into query | output gate, per-head q/k RMSNorm, partial RoPE, GQA, causal softmax computed
+ * block-wise with an online (flash-style) softmax, sigmoid gate.
+ *
+ * Layout for the score products: the r = H/G query heads of one kv head are interleaved by
+ * position ([T, r, D]), so a block of positions × all r heads is one contiguous row panel and
+ * Q·Kᵀ / P·V are single small GEMMs of (qblock·r) rows. Query blocks run in parallel. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calib/model_kernels.h"
+#include "calib/small_gemm.h"
+#include "io/err.h"
+
+#define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+void rope_tables(int T, int R, double theta, float *cos_t, float *sin_t)
+{
+    const int h = R / 2;
+    for (int j = 0; j < h; j++) {
+        /* fp32 like transformers: inv_freq = 1 / θ^(2j/R), angle = pos · inv_freq */
+        float inv = 1.0f / powf((float)theta, (float)(2 * j) / (float)R);
+        for (int t = 0; t < T; t++) {
+            float ang = (float)t * inv;
+            cos_t[(size_t)t * h + j] = (float)cos((double)ang);
+            sin_t[(size_t)t * h + j] = (float)sin((double)ang);
+        }
+    }
+}
+
+void rope_apply(float *x, int R, const float *c, const float *s)
+{
+    const int h = R / 2;
+    for (int j = 0; j < h; j++) {
+        float a = x[j], b = x[j + h];
+        x[j] = a * c[j] - b * s[j];
+        x[j + h] = b * c[j] + a * s[j];
+    }
+}
+
+/* Online-softmax step for one row block: S holds q·kᵀ for keys [s0, s0+nk); scales, masks keys
+ * after each row's position, turns S into P = e^{S−m}, updates the running max m and sum l,
+ * and rescales the accumulated output rows. */
+static inline __attribute__((always_inline)) void softmax_block(float *S, int rows, int nk, int r,
+                                                                int t0, int s0, float scale, float *m,
+                                                                float *l, float *o, int D)
+{
+    for (int i = 0; i < rows; i++) {
+        float *srow = S + (size_t)i * nk;
+        int pos = t0 + i / r;
+        int valid = pos - s0 + 1; /* keys s0 … pos */
+        if (valid > nk) valid = nk;
+        if (valid <= 0) {
+            memset(srow, 0, (size_t)nk * sizeof(float));
+            continue;
+        }
+        float mx = -INFINITY;
+        for (int j = 0; j < valid; j++) {
+            srow[j] *= scale;
+            mx = srow[j] > mx ? srow[j] : mx;
+        }
+        float mnew = mx > m[i] ? mx : m[i];
+        float alpha = expf(m[i] - mnew); /* m[i] = −inf on the first block → 0 */
+        float sum = 0;
+        for (int j = 0; j < valid; j++) {
+            float p = expf(srow[j] - mnew);
+            srow[j] = p;
+            sum += p;
+        }
+        for (int j = valid; j < nk; j++) srow[j] = 0;
+        l[i] = l[i] * alpha + sum;
+        m[i] = mnew;
+        if (alpha != 1.0f) {
+            float *orow = o + (size_t)i * D;
+            for (int c = 0; c < D; c++) orow[c] *= alpha;
+        }
+    }
+}
+
+/* One block of query positions [t0, t1) × r heads against keys [0, t1). kt: K transposed [D, T]. */
+HOT static void attention_qblock(const float *q, const float *kt, const float *v, float *o, int T,
+                                 int r, int D, float scale, int t0, int t1, int kblock, float *S,
+                                 float *m, float *l)
+{
+    const int rows = (t1 - t0) * r;
+    const float *qb = q + (size_t)t0 * r * D;
+    float *ob = o + (size_t)t0 * r * D;
+    memset(ob, 0, (size_t)rows * D * sizeof(float));
+    for (int i = 0; i < rows; i++) m[i] = -INFINITY, l[i] = 0;
+    for (int s0 = 0; s0 < t1; s0 += kblock) {
+        const int nk = s0 + kblock < t1 ? kblock : t1 - s0;
+        memset(S, 0, (size_t)rows * nk * sizeof(float));
+        gemm_acc(rows, nk, D, qb, D, 1, kt + s0, T, S, nk);     /* S = Q·Kᵀ */
+        softmax_block(S, rows, nk, r, t0, s0, scale, m, l, ob, D);
+        gemm_acc(rows, D, nk, S, nk, 1, v + (size_t)s0 * D, D, ob, D); /* O += P·V */
+    }
+    for (int i = 0; i < rows; i++) {
+        float inv = 1.0f / l[i];
+        for (int c = 0; c < D; c++) ob[(size_t)i * D + c] *= inv;
+    }
+}
+
+/* All products here are small per-block GEMMs, done with register-tiled loops inside one
+ * OpenMP region: alternating BLAS calls with OpenMP softmax regions hundreds of times per layer
+ * made the two thread pools fight (measured: 6 ms lost per switch on 16 cores). */
+void attention_causal_blocked(const float *q, const float *k, const float *v, float *o, int T,
+                              int r, int D, float scale, int qblock, int kblock)
+{
+    if (qblock <= 0) qblock = 64;
+    if (kblock <= 0) kblock = 128;
+    float *kt = xmalloc_aligned((size_t)T * D * sizeof(float));
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < D; c++) kt[(size_t)c * T + t] = k[(size_t)t * D + c];
+    const int nblocks = (T + qblock - 1) / qblock;
+#pragma omp parallel if (nblocks > 1 && (int64_t)T * T * r * D >= (1 << 22))
+    {
+        const int maxrows = qblock * r;
+        float *S = xmalloc_aligned((size_t)maxrows * kblock * sizeof(float));
+        float *m = xmalloc((size_t)maxrows * sizeof(float)), *l = xmalloc((size_t)maxrows * sizeof(float));
+        /* longest blocks (last positions) first */
+#pragma omp for schedule(dynamic, 1)
+        for (int bi = nblocks - 1; bi >= 0; bi--) {
+            const int t0 = bi * qblock, t1 = t0 + qblock < T ? t0 + qblock : T;
+            attention_qblock(q, kt, v, o, T, r, D, scale, t0, t1, kblock, S, m, l);
+        }
+        free(S);
+        free(m);
+        free(l);
+    }
+    free(kt);
+}
+
+void attention_core(const model_config *cfg, const layer_weights *lw, const float *x, int B, int T,
+                    float *y)
+{
+    const int H = cfg->n_heads, G = cfg->n_kv_heads, D = cfg->head_dim, r = H / G;
+    const int R = cfg->rotary_dim, gated = cfg->attn_output_gate;
+    const int qw = gated ? 2 * D : D; /* per-head width of q_proj's output */
+    const int64_t N = (int64_t)B * T;
+    const float eps = (float)cfg->rms_eps;
+    float *qg = xmalloc_aligned((size_t)N * H * qw * sizeof(float));
+    float *kk = xmalloc_aligned((size_t)N * G * D * sizeof(float));
+    float *vv = xmalloc_aligned((size_t)N * G * D * sizeof(float));
+    linear_apply(&lw->q_proj, x, N, qg);
+    linear_apply(&lw->k_proj, x, N, kk);
+    linear_apply(&lw->v_proj, x, N, vv);
+
+    float *cs = xmalloc((size_t)T * (R / 2 + 1) * sizeof(float));
+    float *sn = xmalloc((size_t)T * (R / 2 + 1) * sizeof(float));
+    if (R > 0) rope_tables(T, R, cfg->rope_theta, cs, sn);
+
+    /* repack: Q [B, G, T, r, D], K/V [B, G, T, D]; norms and RoPE on the way */
+    float *Q = xmalloc_aligned((size_t)N * H * D * sizeof(float));
+    float *K = xmalloc_aligned((size_t)N * G * D * sizeof(float));
+    float *V = xmalloc_aligned((size_t)N * G * D * sizeof(float));
+    float *O = xmalloc_aligned((size_t)N * H * D * sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const int64_t b = n / T;
+        const int t = (int)(n % T);
+        const float *ct = cs + (size_t)t * (R / 2), *st = sn + (size_t)t * (R / 2);
+        for (int h = 0; h < H; h++) {
+            int g = h / r, j = h % r;
+            float *dst = Q + ((((size_t)b * G + g) * T + t) * r + j) * D;
+            rmsnorm_zc_row(qg + ((size_t)n * H + h) * qw, lw->q_norm, dst, D, eps);
+            if (R > 0) rope_apply(dst, R, ct, st);
+        }
+        for (int g = 0; g < G; g++) {
+            float *kd = K + (((size_t)b * G + g) * T + t) * D;
+            rmsnorm_zc_row(kk + ((size_t)n * G + g) * D, lw->k_norm, kd, D, eps);
+            if (R > 0) rope_apply(kd, R, ct, st);
+            memcpy(V + (((size_t)b * G + g) * T + t) * D, vv + ((size_t)n * G + g) * D,
+                   (size_t)D * sizeof(float));
+        }
+    }
+    free(kk);
+    free(vv);
+    free(cs);
+    free(sn);
+
+    const float scale = (float)(1.0 / sqrt((double)D));
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < G; g++) {
+            size_t off = ((size_t)b * G + g) * T;
+            attention_causal_blocked(Q + off * r * D, K + off * D, V + off * D, O + off * r * D, T,
+                                     r, D, scale, 0, 0);
+        }
+
+    /* back to [B·T, H·D], times the sigmoid output gate (second half of each head's q slot) */
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const int64_t b = n / T;
+        const int t = (int)(n % T);
+        for (int h = 0; h < H; h++) {
+            int g = h / r, j = h % r;
+            const float *src = O + ((((size_t)b * G + g) * T + t) * r + j) * D;
+            float *dst = y + ((size_t)n * H + h) * D;
+            const float *gate = qg + ((size_t)n * H + h) * qw + D;
+            for (int c = 0; c < D; c++) dst[c] = gated ? src[c] * sigmoidf_(gate[c]) : src[c];
+        }
+    }
+    free(qg);
+    free(Q);
+    free(K);
+    free(V);
+    free(O);
+}

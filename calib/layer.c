@@ -1,0 +1,159 @@
+/* layer — one Qwen3.5 decoder layer over B sequences with input taps, the linear primitive,
+ * the true-sequential stage table, and the head (final norm + lm_head).
+ *   h = h + mixer(input_layernorm(h));  h = h + down(silu(gate(x)) ⊙ up(x)), x = post_norm(h)
+ * The residual stream is built in a scratch buffer and copied to h_out only when the layer ran
+ * to its end, so a tap that stops the layer leaves h_out untouched. */
+#include <cblas.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calib/model.h"
+#include "calib/model_kernels.h"
+#include "io/err.h"
+
+const char *tap_name(tap_id t)
+{
+    static const char *names[TAP_COUNT] = {"attn_qkv", "attn_o", "lin_in", "lin_out", "mlp_in", "mlp_down"};
+    return (t >= 0 && t < TAP_COUNT) ? names[t] : "?";
+}
+
+static const layer_stage full_stages[] = {
+    {TAP_ATTN_QKV, {"q_proj", "k_proj", "v_proj"}, 3},
+    {TAP_ATTN_O, {"o_proj"}, 1},
+    {TAP_MLP_IN, {"gate_proj", "up_proj"}, 2},
+    {TAP_MLP_DOWN, {"down_proj"}, 1},
+};
+/* GPTQModel quantizes in_proj_qkv and in_proj_z in separate stages; both read the same tap
+ * (in_proj_a/b share it too but are never quantized), so the stages share one Hessian. */
+static const layer_stage linear_stages[] = {
+    {TAP_LIN_IN, {"in_proj_qkv"}, 1},
+    {TAP_LIN_IN, {"in_proj_z"}, 1},
+    {TAP_LIN_OUT, {"out_proj"}, 1},
+    {TAP_MLP_IN, {"gate_proj", "up_proj"}, 2},
+    {TAP_MLP_DOWN, {"down_proj"}, 1},
+};
+
+int layer_stages(layer_type type, const layer_stage **stages)
+{
+    if (type == LAYER_FULL_ATTN) {
+        *stages = full_stages;
+        return (int)(sizeof full_stages / sizeof *full_stages);
+    }
+    *stages = linear_stages;
+    return (int)(sizeof linear_stages / sizeof *linear_stages);
+}
+
+void linear_apply(const linear_t *l, const float *x, int64_t rows, float *y)
+{
+    /* BLAS takes int sizes: split very tall inputs */
+    const int64_t step = INT_MAX / (l->out > l->in ? l->out : l->in);
+    for (int64_t r0 = 0; r0 < rows; r0 += step) {
+        const int n = (int)(rows - r0 < step ? rows - r0 : step);
+        const float *xr = x + r0 * l->in;
+        float *yr = y + r0 * l->out;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, xr, l->in,
+                    l->w, l->in, 0.0f, yr, l->out);
+        if (l->lora_A && l->lora_B && l->lora_r > 0) {
+            float *tmp = xmalloc_aligned((size_t)n * l->lora_r * sizeof(float));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->lora_r, l->in, 1.0f, xr,
+                        l->in, l->lora_A, l->in, 0.0f, tmp, l->lora_r);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->lora_r, 1.0f, tmp,
+                        l->lora_r, l->lora_B, l->lora_r, 1.0f, yr, l->out);
+            free(tmp);
+        }
+        if (l->bias) {
+            const float *b = l->bias;
+            const int out = l->out;
+#pragma omp parallel for schedule(static)
+            for (int i = 0; i < n; i++)
+                for (int o = 0; o < out; o++) yr[(size_t)i * out + o] += b[o];
+        }
+    }
+}
+
+static int check_shapes(const model_config *cfg, const layer_weights *lw)
+{
+    if (lw->type == LAYER_FULL_ATTN) {
+        if (!lw->q_proj.w || !lw->k_proj.w || !lw->v_proj.w || !lw->o_proj.w || !lw->q_norm || !lw->k_norm)
+            return err_set("layer %d: full-attention weights missing", lw->index);
+        if (cfg->n_kv_heads <= 0 || cfg->n_heads % cfg->n_kv_heads)
+            return err_set("layer %d: %d query heads not a multiple of %d kv heads", lw->index,
+                           cfg->n_heads, cfg->n_kv_heads);
+    } else {
+        if (!lw->in_proj_qkv.w || !lw->in_proj_z.w || !lw->in_proj_a.w || !lw->in_proj_b.w ||
+            !lw->out_proj.w || !lw->conv1d || !lw->A_log || !lw->dt_bias || !lw->lin_norm)
+            return err_set("layer %d: DeltaNet weights missing", lw->index);
+        if (cfg->lin_k_heads <= 0 || cfg->lin_v_heads % cfg->lin_k_heads)
+            return err_set("layer %d: %d value heads not a multiple of %d key heads", lw->index,
+                           cfg->lin_v_heads, cfg->lin_k_heads);
+    }
+    if (!lw->input_norm || !lw->post_norm || !lw->gate_proj.w || !lw->up_proj.w || !lw->down_proj.w)
+        return err_set("layer %d: norm or MLP weights missing", lw->index);
+    return 0;
+}
+
+int layer_forward(const model_config *cfg, const layer_weights *lw, const float *h_in,
+                  float *h_out, int B, int T, tap_fn tap, void *ctx)
+{
+    if (B <= 0 || T <= 0) return err_set("layer %d: empty batch (B=%d, T=%d)", lw->index, B, T);
+    if (check_shapes(cfg, lw)) return -1;
+    const int d = cfg->hidden, inter = cfg->intermediate;
+    const int64_t N = (int64_t)B * T;
+    const int full = lw->type == LAYER_FULL_ATTN;
+    const int mix_w = full ? cfg->n_heads * cfg->head_dim : cfg->lin_v_heads * cfg->lin_v_dim;
+    const float eps = (float)cfg->rms_eps;
+    int rc = 1;
+
+    float *res = xmalloc_aligned((size_t)N * d * sizeof(float)); /* residual stream */
+    float *xn = xmalloc_aligned((size_t)N * d * sizeof(float));  /* normed input / branch output */
+    float *mix = xmalloc_aligned((size_t)N * mix_w * sizeof(float));
+    float *gt = NULL, *up = NULL;
+    memcpy(res, h_in, (size_t)N * d * sizeof(float));
+
+    rmsnorm_zc(res, lw->input_norm, xn, N, d, eps);
+    if (tap && tap(ctx, full ? TAP_ATTN_QKV : TAP_LIN_IN, xn, N, d)) goto out;
+    if (full)
+        attention_core(cfg, lw, xn, B, T, mix);
+    else
+        deltanet_core(cfg, lw, xn, B, T, mix);
+    if (tap && tap(ctx, full ? TAP_ATTN_O : TAP_LIN_OUT, mix, N, mix_w)) goto out;
+    linear_apply(full ? &lw->o_proj : &lw->out_proj, mix, N, xn);
+    add_inplace(res, xn, N * d);
+    free(mix);
+    mix = NULL;
+
+    rmsnorm_zc(res, lw->post_norm, xn, N, d, eps);
+    if (tap && tap(ctx, TAP_MLP_IN, xn, N, d)) goto out;
+    gt = xmalloc_aligned((size_t)N * inter * sizeof(float));
+    up = xmalloc_aligned((size_t)N * inter * sizeof(float));
+    linear_apply(&lw->gate_proj, xn, N, gt);
+    linear_apply(&lw->up_proj, xn, N, up);
+    swiglu_inplace(gt, up, N * inter);
+    free(up);
+    up = NULL;
+    if (tap && tap(ctx, TAP_MLP_DOWN, gt, N, inter)) goto out;
+    linear_apply(&lw->down_proj, gt, N, xn);
+    add_inplace(res, xn, N * d);
+    memcpy(h_out, res, (size_t)N * d * sizeof(float));
+    rc = 0;
+out:
+    free(res);
+    free(xn);
+    free(mix);
+    free(gt);
+    free(up);
+    return rc;
+}
+
+int head_forward(const model_config *cfg, const head_weights *hw, const float *h, int64_t n,
+                 float *normed, float *logits)
+{
+    if (!hw->norm || (logits && !hw->lm_head.w)) return err_set("head_forward: head weights not loaded");
+    const int d = cfg->hidden;
+    float *dst = normed ? normed : xmalloc_aligned((size_t)n * d * sizeof(float));
+    rmsnorm_zc(h, hw->norm, dst, n, d, (float)cfg->rms_eps);
+    if (logits) linear_apply(&hw->lm_head, dst, n, logits);
+    if (!normed) free(dst);
+    return 0;
+}

@@ -1,0 +1,77 @@
+/* model_kernels — the numeric pieces of the Qwen3.5 forward pass (REFERENCE.md §7), exposed
+ * for calib/layer.c and for the unit tests that compare them with plain oracles.
+ *
+ * Threading rule: functions marked [omp] use OpenMP internally and never call BLAS;
+ * functions marked [blas] call OpenBLAS (threaded itself) and must not be called from inside
+ * an OpenMP parallel region. Unmarked ones are serial and may run inside a parallel region. */
+#ifndef CALIB_MODEL_KERNELS_H
+#define CALIB_MODEL_KERNELS_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "calib/model.h"
+
+/* ---- norms and activations (calib/norms.c) ---- */
+/* [omp] zero-centred RMSNorm: y = x · rsqrt(mean(x²) + eps) · (1 + w), rows × n. y may be x. */
+void rmsnorm_zc(const float *x, const float *w, float *y, int64_t rows, int n, float eps);
+/* serial version of one row, for callers already inside a parallel region */
+void rmsnorm_zc_row(const float *x, const float *w, float *y, int n, float eps);
+/* [omp] DeltaNet gated norm over groups of n: y = o · rsqrt(mean(o²) + eps) · w ⊙ silu(z).
+ * o, z, y: groups × n (y may be o). */
+void rmsnorm_gated(const float *o, const float *w, const float *z, float *y, int64_t groups, int n,
+                   float eps);
+/* x ← x · rsqrt(Σx² + eps) · scale over n elements. */
+void l2norm_scale(float *x, int n, float eps, float scale);
+/* [omp] g ← silu(g) ⊙ u over n elements (SwiGLU). */
+void swiglu_inplace(float *g, const float *u, int64_t n);
+/* [omp] y ← y + x over n elements (residual). */
+void add_inplace(float *y, const float *x, int64_t n);
+static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float siluf_(float x) { return x / (1.0f + expf(-x)); }
+/* torch's softplus (beta 1, threshold 20) */
+static inline float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+/* ---- full attention (calib/attention.c) ---- */
+/* RoPE tables for positions 0..T−1 and rotary dim R (even): cos/sin [T, R/2], computed in fp32
+ * the way transformers does (inv_freq = 1/θ^(2j/R), angle = pos · inv_freq). */
+void rope_tables(int T, int R, double theta, float *cos_t, float *sin_t);
+/* Rotate the first R dims of one head vector x at table row (cos_t, sin_t) (rotate_half form). */
+void rope_apply(float *x, int R, const float *cos_t, const float *sin_t);
+
+/* [omp] Causal softmax attention of one kv head and the r query heads it serves, on one
+ * sequence of T positions, computed block-wise with an online softmax (no T×T matrix):
+ *   q [T, r, D] (row t·r + j = position t, query head j), k, v [T, D], o [T, r, D].
+ * scale multiplies q·k. qblock/kblock: positions per block (0 = defaults 64 / 128). */
+void attention_causal_blocked(const float *q, const float *k, const float *v, float *o, int T,
+                              int r, int D, float scale, int qblock, int kblock);
+
+/* [blas][omp] Full-attention mixer up to o_proj's input: x [B·T, d] (input_layernorm output)
+ * → y [B·T, H·D] = attention output ⊙ sigmoid(gate). */
+void attention_core(const model_config *cfg, const layer_weights *lw, const float *x, int B, int T,
+                    float *y);
+
+/* ---- gated DeltaNet (calib/deltanet.c) ---- */
+/* One value head's gated delta rule over T steps. Row t of each operand is at base + t·ld:
+ * q, k [dk] (already L2-normalised, q already scaled), v [dv], beta, g scalars; o [dv].
+ * state: dk × dv, initial state in / final state out (NULL: zero start, not returned). */
+typedef struct {
+    int T, dk, dv;
+    const float *q, *k, *v, *beta, *g;
+    int64_t ldq, ldk, ldv, ldb, ldg, ldo;
+    float *o;
+} delta_rule_args;
+/* The plain recurrence (test oracle): S ← S·e^{g}; δ = β(v − Sᵀk); S ← S + kδᵀ; o = Sᵀq. */
+void delta_rule_recurrent(const delta_rule_args *a, float *state);
+/* Chunked form (chunk positions per block; 0 = 64): within a chunk the updates are solved with
+ * a unit lower-triangular system (WY / UT form), across chunks the state is carried. */
+void delta_rule_chunked(const delta_rule_args *a, int chunk, float *state);
+/* Causal depthwise conv over time + SiLU on one sequence: x, y [T, C] (y ≠ x), w [C, K]. [omp] */
+void causal_conv1d_silu(const float *x, const float *w, float *y, int T, int C, int K);
+
+/* [blas][omp] DeltaNet mixer up to out_proj's input: x [B·T, d] → y [B·T, Hv·dv] (gated-norm
+ * output). */
+void deltanet_core(const model_config *cfg, const layer_weights *lw, const float *x, int B, int T,
+                   float *y);
+
+#endif

@@ -1,0 +1,56 @@
+/* norms — RMSNorm variants, L2 norm, SwiGLU and residual adds of the Qwen3.5 forward pass.
+ * Sums of squares are accumulated in double so that long rows (d = 5120) lose nothing. */
+#include <math.h>
+
+#include "calib/model_kernels.h"
+
+/* below this many elements a loop runs on the calling thread (waking the team costs more) */
+#define PAR_MIN 65536
+
+void rmsnorm_zc_row(const float *x, const float *w, float *y, int n, float eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) y[i] = (x[i] * r) * (1.0f + w[i]);
+}
+
+void rmsnorm_zc(const float *x, const float *w, float *y, int64_t rows, int n, float eps)
+{
+#pragma omp parallel for schedule(static) if (rows * n >= PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) rmsnorm_zc_row(x + r * n, w, y + r * n, n, eps);
+}
+
+void rmsnorm_gated(const float *o, const float *w, const float *z, float *y, int64_t groups, int n,
+                   float eps)
+{
+#pragma omp parallel for schedule(static) if (groups * n >= PAR_MIN)
+    for (int64_t gi = 0; gi < groups; gi++) {
+        const float *x = o + gi * n, *zz = z + gi * n;
+        float *yy = y + gi * n;
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+        float r = (float)(1.0 / sqrt(ss / n + eps));
+        for (int i = 0; i < n; i++) yy[i] = w[i] * (x[i] * r) * siluf_(zz[i]);
+    }
+}
+
+void l2norm_scale(float *x, int n, float eps, float scale)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss + eps));
+    for (int i = 0; i < n; i++) x[i] = x[i] * r * scale;
+}
+
+void swiglu_inplace(float *g, const float *u, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) g[i] = siluf_(g[i]) * u[i];
+}
+
+void add_inplace(float *y, const float *x, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
