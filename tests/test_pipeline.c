@@ -126,7 +126,7 @@ static int run_cli(const char *job_path, int resume, const char *env_name, const
     pid_t pid = fork();
     if (pid == 0) {
         if (env_name) setenv(env_name, env_value, 1);
-        /* the same OpenBLAS kernels as this process (see tools/pipeline_blas.h): the bytes
+        /* the same OpenBLAS kernels as this process (see tools/blas_env.h): the bytes
          * are compared with the in-process reference run */
         setenv("OPENBLAS_CORETYPE", openblas_get_corename(), 1);
         if (!freopen("/dev/null", "w", stderr)) _exit(126);

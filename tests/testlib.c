@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "io/err.h"
+#include "tools/blas_env.h"
 
 typedef struct {
     const char *name;
@@ -53,6 +54,8 @@ const char *test_tmpdir(void)
 
 int main(int argc, char **argv)
 {
+    /* the same OpenBLAS kernels and OpenMP wait policy as bin/gptq-eora (tools/blas_env.h) */
+    blas_env_reexec(argv);
     const char *filter = argc > 1 ? argv[1] : getenv("T");
     int passed = 0, failed = 0;
     for (int i = 0; i < n_tests; i++) {

@@ -7,7 +7,6 @@
 #include "io/job.h"
 #include "tools/cli.h"
 #include "tools/pipeline.h"
-#include "tools/pipeline_blas.h"
 
 static void usage(FILE *f)
 {
@@ -62,14 +61,6 @@ int cmd_quantize(int argc, char **argv)
         }
     }
     if (!job_path) return cli_usage_error("quantize", "missing JOB.yaml");
-    /* fast OpenBLAS kernels where the library's CPU detection failed (see pipeline_blas.h) */
-    char **full = calloc((size_t)argc + 2, sizeof *full);
-    if (full) {
-        full[0] = "gptq-eora";
-        for (int i = 0; i < argc; i++) full[i + 1] = argv[i];
-        pipeline_blas_reexec(full);
-        free(full);
-    }
     job_t job;
     memset(&job, 0, sizeof job);
     if (job_load(job_path, &job) != 0) return cli_fail();

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tools/blas_env.h"
 #include "tools/cli.h"
 
 static const struct {
@@ -40,6 +41,8 @@ int main(int argc, char **argv)
         printf("gptq-eora %s\n", GPTQ_EORA_VERSION);
         return 0;
     }
+    /* fast OpenBLAS kernels / passive OpenMP waits, for every command (see blas_env.h) */
+    blas_env_reexec(argv);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "gptq-eora: unknown command '%s'\n", argv[1]);

@@ -1,4 +1,4 @@
-/* pipeline_blas — run OpenBLAS and OpenMP the way this kind of machine needs.
+/* blas_env — run OpenBLAS and OpenMP the way this kind of machine needs.
  *
  * Two settings are read only when the libraries load, from the environment, so the fix is
  * to re-execute the program once with them set (never when the user set them):
@@ -9,11 +9,11 @@
  * - OMP_WAIT_POLICY=PASSIVE: OpenMP worker threads otherwise spin between parallel regions
  *   and steal the cores OpenBLAS's own threads (the pthread build) compute on; measured on
  *   the tiny job: 40.8 s → 15.5 s wall. Numerics do not depend on it. */
-#ifndef TOOLS_PIPELINE_BLAS_H
-#define TOOLS_PIPELINE_BLAS_H
+#ifndef TOOLS_BLAS_ENV_H
+#define TOOLS_BLAS_ENV_H
 
 /* argv: the full command line (argv[0] = program). Returns only when no re-exec was needed
  * or it failed (then the run goes on as it is). */
-void pipeline_blas_reexec(char **argv);
+void blas_env_reexec(char **argv);
 
 #endif

@@ -1,5 +1,5 @@
-/* pipeline_blas — re-exec once with OPENBLAS_CORETYPE / OMP_WAIT_POLICY (see the header). */
-#include "tools/pipeline_blas.h"
+/* blas_env — re-exec once with OPENBLAS_CORETYPE / OMP_WAIT_POLICY (see the header). */
+#include "tools/blas_env.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@ static const char *better_core(void)
     return NULL;
 }
 
-void pipeline_blas_reexec(char **argv)
+void blas_env_reexec(char **argv)
 {
     if (getenv("GPTQ_EORA_REEXECED")) return; /* once */
     const char *core = better_core();
