@@ -18,7 +18,18 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_SRC := $(wildcard tools/bench/*.c)
 
-.PHONY: all test test-asan bench demo clean lint
+# MPI=1: bin/gptq-eora built with mpicc, tools/dist.c on Open MPI (docs/mpi.md); the default
+# build stays MPI-free, and tests/test_mpi.c (which needs mpirun) is built only with MPI=1.
+ifeq ($(MPI),1)
+CC      := mpicc
+CFLAGS  += -DGPTQ_EORA_MPI
+else
+TEST_SRC := $(filter-out tests/test_mpi.c,$(TEST_SRC))
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+endif
+MPIRUN  ?= mpirun --allow-run-as-root --oversubscribe
+
+.PHONY: all test test-asan test-mpi bench demo clean lint
 all: $(BIN)/gptq-eora
 
 $(BUILD)/%.o: %.c
@@ -33,7 +44,7 @@ $(BIN)/gptq-eora: $(BUILD)/tools/main.o $(BUILD)/libgptqeora.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testlib.o $(BUILD)/libgptqeora.a
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testlib.o $(BUILD)/tests/testutil.o $(BUILD)/libgptqeora.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -50,6 +61,11 @@ test: $(BIN)/gptq-eora $(TEST_BIN)
 test-asan:
 	$(MAKE) BUILD=build/asan BIN=build/asan/bin OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDLIBS="$(LDLIBS) -fsanitize=address,undefined" test
+
+# Multi-process runs: the MPI build in build/mpi, checked against this (MPI-free) build's binary.
+test-mpi: $(BIN)/gptq-eora
+	$(MAKE) MPI=1 BUILD=build/mpi BIN=build/mpi/bin build/mpi/bin/gptq-eora build/mpi/tests/test_mpi
+	@REF_BIN=$(BIN) BIN=build/mpi/bin BUILD=build/mpi MPIRUN="$(MPIRUN)" sh tests/run.sh build/mpi/tests/test_mpi
 
 bench: $(BIN)/gptq-eora $(patsubst tools/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 	@for b in $(patsubst tools/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC)); do echo "== $$b"; $$b || exit 1; done

@@ -98,7 +98,7 @@ int layer_forward(const model_config *cfg, const layer_weights *lw, const float 
 {
     if (B <= 0 || T <= 0) return err_set("layer %d: empty batch (B=%d, T=%d)", lw->index, B, T);
     if (check_shapes(cfg, lw)) return -1;
-    const int d = cfg->hidden, inter = cfg->intermediate;
+    const int d = cfg->hidden;
     const int64_t N = (int64_t)B * T;
     const int full = lw->type == LAYER_FULL_ATTN;
     const int mix_w = full ? cfg->n_heads * cfg->head_dim : cfg->lin_v_heads * cfg->lin_v_dim;
@@ -108,7 +108,6 @@ int layer_forward(const model_config *cfg, const layer_weights *lw, const float 
     float *res = xmalloc_aligned((size_t)N * d * sizeof(float)); /* residual stream */
     float *xn = xmalloc_aligned((size_t)N * d * sizeof(float));  /* normed input / branch output */
     float *mix = xmalloc_aligned((size_t)N * mix_w * sizeof(float));
-    float *gt = NULL, *up = NULL;
     memcpy(res, h_in, (size_t)N * d * sizeof(float));
 
     rmsnorm_zc(res, lw->input_norm, xn, N, d, eps);
@@ -123,27 +122,35 @@ int layer_forward(const model_config *cfg, const layer_weights *lw, const float 
     free(mix);
     mix = NULL;
 
-    rmsnorm_zc(res, lw->post_norm, xn, N, d, eps);
-    if (tap && tap(ctx, TAP_MLP_IN, xn, N, d)) goto out;
-    gt = xmalloc_aligned((size_t)N * inter * sizeof(float));
-    up = xmalloc_aligned((size_t)N * inter * sizeof(float));
-    linear_apply(&lw->gate_proj, xn, N, gt);
-    linear_apply(&lw->up_proj, xn, N, up);
-    swiglu_inplace(gt, up, N * inter);
-    free(up);
-    up = NULL;
-    if (tap && tap(ctx, TAP_MLP_DOWN, gt, N, inter)) goto out;
-    linear_apply(&lw->down_proj, gt, N, xn);
-    add_inplace(res, xn, N * d);
+    if (layer_mlp_residual(cfg, lw, res, xn, N, tap, ctx)) goto out;
     memcpy(h_out, res, (size_t)N * d * sizeof(float));
     rc = 0;
 out:
     free(res);
     free(xn);
     free(mix);
-    free(gt);
-    free(up);
     return rc;
+}
+
+int layer_mlp_residual(const model_config *cfg, const layer_weights *lw, float *res, float *xn, int64_t N,
+                       tap_fn tap, void *ctx)
+{
+    const int d = cfg->hidden, inter = cfg->intermediate;
+    rmsnorm_zc(res, lw->post_norm, xn, N, d, (float)cfg->rms_eps);
+    if (tap && tap(ctx, TAP_MLP_IN, xn, N, d)) return 1;
+    float *gt = xmalloc_aligned((size_t)N * inter * sizeof(float));
+    float *up = xmalloc_aligned((size_t)N * inter * sizeof(float));
+    linear_apply(&lw->gate_proj, xn, N, gt);
+    linear_apply(&lw->up_proj, xn, N, up);
+    swiglu_inplace(gt, up, N * inter);
+    free(up); /* before the tap: its callback may need memory of its own */
+    int stop = tap && tap(ctx, TAP_MLP_DOWN, gt, N, inter);
+    if (!stop) {
+        linear_apply(&lw->down_proj, gt, N, xn);
+        add_inplace(res, xn, N * d);
+    }
+    free(gt);
+    return stop;
 }
 
 int head_forward(const model_config *cfg, const head_weights *hw, const float *h, int64_t n,

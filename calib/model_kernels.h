@@ -1,5 +1,6 @@
 /* model_kernels — the numeric pieces of the Qwen3.5 forward pass (REFERENCE.md §7), exposed
- * for calib/layer.c and for the unit tests that compare them with plain oracles.
+ * for calib/layer.c, for tools/ code that replays part of a layer, and for the unit tests that
+ * compare them with plain oracles.
  *
  * Threading rule: functions marked [omp] use OpenMP internally and never call BLAS;
  * functions marked [blas] call OpenBLAS (threaded itself) and must not be called from inside
@@ -31,6 +32,15 @@ static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 static inline float siluf_(float x) { return x / (1.0f + expf(-x)); }
 /* torch's softplus (beta 1, threshold 20) */
 static inline float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+/* ---- decoder layer pieces (calib/layer.c) ---- */
+/* [blas][omp] The MLP half of a decoder layer, in place on the residual stream res [N, hidden]:
+ *   xn = post_norm(res) [tap MLP_IN]; g = silu(gate(xn)) ⊙ up(xn) [tap MLP_DOWN]; res += down(g)
+ * xn: N × hidden scratch. Returns 0, or 1 when a tap stopped it (res is then unchanged).
+ * layer_forward runs it after the mixer; callers that replay a layer from its mixer output use
+ * it too, so both give the same bits. */
+int layer_mlp_residual(const model_config *cfg, const layer_weights *lw, float *res, float *xn, int64_t N,
+                       tap_fn tap, void *ctx);
 
 /* ---- full attention (calib/attention.c) ---- */
 /* RoPE tables for positions 0..T−1 and rotary dim R (even): cos/sin [T, R/2], computed in fp32

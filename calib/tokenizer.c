@@ -619,33 +619,54 @@ static void span_push(spanvec *a, size_t s, size_t e, int match)
 
 static void pretokenize(const tokenizer *tk, enc_ctx *c, int step, const char *s, size_t n);
 
+/* The first match of re in s[0..n) at or after pos: 1 with [*ms, *me), 0 when there is none,
+ * -1 on a regex error. */
+static int next_match(const tokenizer *tk, enc_ctx *c, const pcre2_code *re, const char *s, size_t n, size_t pos,
+                      size_t *ms, size_t *me)
+{
+    int rc = c->jit ? pcre2_jit_match(re, (PCRE2_SPTR)s, n, pos, 0, c->md, c->mc)
+                    : pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, c->md, c->mc);
+    if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    if (rc < 0) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(rc, msg, sizeof msg);
+        return err_set("%s: pre_tokenizer regex failed: %s", tk->path, (char *)msg);
+    }
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
+    *ms = ov[0];
+    *me = ov[1];
+    return 1;
+}
+
+/* Where the search resumes after the match [ms, me): an empty match steps over one
+ * character. 0 when an empty match sits at the end of s (nothing left to search). */
+static int resume_at(const char *s, size_t n, size_t ms, size_t me, size_t *pos)
+{
+    if (me > ms) {
+        *pos = me;
+        return 1;
+    }
+    if (ms >= n) return 0;
+    size_t cl;
+    utf8_decode_at(s, n, ms, &cl);
+    *pos = ms + cl;
+    return 1;
+}
+
 /* All regex matches and the gaps between them, covering s[0..n), like tokenizers'
  * Pattern::find_matches (empty matches split but are dropped later). */
 static int find_spans(const tokenizer *tk, enc_ctx *c, const pcre2_code *re, int invert, const char *s, size_t n,
                       spanvec *out)
 {
-    size_t pos = 0, prev = 0;
+    size_t pos = 0, prev = 0, ms, me;
     while (pos <= n) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, c->md, c->mc);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(rc, msg, sizeof msg);
-            return err_set("%s: pre_tokenizer regex failed: %s", tk->path, (char *)msg);
-        }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
-        size_t ms = ov[0], me = ov[1];
+        int rc = next_match(tk, c, re, s, n, pos, &ms, &me);
+        if (rc < 0) return -1;
+        if (rc == 0) break;
         if (prev < ms) span_push(out, prev, ms, invert);
         span_push(out, ms, me, !invert);
         prev = me;
-        if (me == ms) { /* empty match: step over one character */
-            if (ms >= n) break;
-            size_t cl;
-            utf8_decode_at(s, n, ms, &cl);
-            pos = ms + cl;
-        } else {
-            pos = me;
-        }
+        if (!resume_at(s, n, ms, me, &pos)) break;
     }
     if (prev < n) span_push(out, prev, n, invert);
     return 0;
@@ -654,30 +675,16 @@ static int find_spans(const tokenizer *tk, enc_ctx *c, const pcre2_code *re, int
 /* Isolated and Removed need no look-ahead: pre-tokenize each kept piece as it is found. */
 static int for_each_match(const tokenizer *tk, enc_ctx *c, const pretok *p, int step, const char *s, size_t n)
 {
-    size_t pos = 0, prev = 0;
+    size_t pos = 0, prev = 0, ms, me;
     int keep_match = p->behavior == B_ISOLATED || p->invert, keep_gap = p->behavior == B_ISOLATED || !p->invert;
     while (pos <= n && !c->failed) {
-        int rc = c->jit ? pcre2_jit_match(p->re, (PCRE2_SPTR)s, n, pos, 0, c->md, c->mc)
-                        : pcre2_match(p->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, c->md, c->mc);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(rc, msg, sizeof msg);
-            return err_set("%s: pre_tokenizer regex failed: %s", tk->path, (char *)msg);
-        }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
-        size_t ms = ov[0], me = ov[1];
+        int rc = next_match(tk, c, p->re, s, n, pos, &ms, &me);
+        if (rc < 0) return -1;
+        if (rc == 0) break;
         if (prev < ms && keep_gap) pretokenize(tk, c, step + 1, s + prev, ms - prev);
         if (me > ms && keep_match) pretokenize(tk, c, step + 1, s + ms, me - ms);
         prev = me;
-        if (me == ms) {
-            if (ms >= n) break;
-            size_t cl;
-            utf8_decode_at(s, n, ms, &cl);
-            pos = ms + cl;
-        } else {
-            pos = me;
-        }
+        if (!resume_at(s, n, ms, me, &pos)) break;
     }
     if (prev < n && keep_gap) pretokenize(tk, c, step + 1, s + prev, n - prev);
     return 0;

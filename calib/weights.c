@@ -8,15 +8,6 @@
 #include "calib/model.h"
 #include "io/err.h"
 
-static void shape_str(const int64_t *s, int nd, char *buf, size_t len)
-{
-    size_t o = 0;
-    o += (size_t)snprintf(buf + o, len - o, "[");
-    for (int i = 0; i < nd && o < len; i++)
-        o += (size_t)snprintf(buf + o, len - o, "%s%lld", i ? ", " : "", (long long)s[i]);
-    if (o < len) snprintf(buf + o, len - o, "]");
-}
-
 /* Loads `name` as fp32 after checking its shape is exactly `shape` (ndim dims); a [C, 1, K]
  * depthwise conv weight is accepted for an expected [C, K]. */
 static float *load_checked(const st_set *ck, const char *name, int ndim, const int64_t *shape)
@@ -36,10 +27,8 @@ static float *load_checked(const st_set *ck, const char *name, int ndim, const i
     }
     if (!ok) {
         char got[96], want[96];
-        shape_str(t->shape, t->ndim, got, sizeof got);
-        shape_str(shape, ndim, want, sizeof want);
         err_set("%s: tensor '%s' has shape %s, the config expects %s", st_file_path(ck, (size_t)t->file),
-                name, got, want);
+                name, st_shape_str(t->shape, t->ndim, got, sizeof got), st_shape_str(shape, ndim, want, sizeof want));
         return NULL;
     }
     return st_load_f32(ck, name, NULL);

@@ -70,6 +70,15 @@ static int64_t find_nonfinite(const float *x, int64_t n)
     return first == INT64_MAX ? -1 : first;
 }
 
+/* 0 when every value of x [rows, cols] is finite, else -1 naming the first bad element. */
+static int check_finite(const char *module, const char *what, const float *x, int rows, int cols)
+{
+    int64_t bad = find_nonfinite(x, (int64_t)rows * cols);
+    if (bad < 0) return 0;
+    return err_set("gptq: module %s: %s has a non-finite value at [%lld, %lld]", module, what,
+                   (long long)(bad / cols), (long long)(bad % cols));
+}
+
 static double now_s(void)
 {
     struct timespec t;
@@ -197,14 +206,7 @@ int gptq_solve(const char *module, const float *W, int out, int in, const float 
     memset(r, 0, sizeof *r);
     if (!module) module = "?";
     if (check_opts(module, out, in, o)) return -1;
-    int64_t bad = find_nonfinite(W, (int64_t)out * in);
-    if (bad >= 0)
-        return err_set("gptq: module %s: weight has a non-finite value at [%lld, %lld]", module,
-                       (long long)(bad / in), (long long)(bad % in));
-    bad = find_nonfinite(H, (int64_t)in * in);
-    if (bad >= 0)
-        return err_set("gptq: module %s: Hessian has a non-finite value at [%lld, %lld]", module,
-                       (long long)(bad / in), (long long)(bad % in));
+    if (check_finite(module, "weight", W, out, in) || check_finite(module, "Hessian", H, in, in)) return -1;
 
     const int gs = o->group_size, maxq = (1 << o->bits) - 1;
     const int use_gar = !o->desc_act && o->act_group_aware && gs > 0;
@@ -326,10 +328,7 @@ int gptq_rtn(const char *module, const float *W, int out, int in, const gptq_opt
     gptq_opts oo = *o;
     oo.damp_percent = 0.5; /* not used; keeps check_opts quiet */
     if (check_opts(module, out, in, &oo)) return -1;
-    int64_t bad = find_nonfinite(W, (int64_t)out * in);
-    if (bad >= 0)
-        return err_set("gptq: module %s: weight has a non-finite value at [%lld, %lld]", module,
-                       (long long)(bad / in), (long long)(bad % in));
+    if (check_finite(module, "weight", W, out, in)) return -1;
     result_alloc(r, out, in, o);
     const int gs = o->group_size == -1 ? in : o->group_size, ng = r->n_groups;
     const int maxq = (1 << o->bits) - 1;

@@ -53,13 +53,17 @@ int fs_commit(int fd, const char *tmp, const char *final_path)
     return fs_fsync_dir(final_path);
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int fs_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;
     while (len) {
         ssize_t n = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
         if (n < 0) {
             if (errno == EINTR) continue;
+            return -1;
+        }
+        if (n == 0) { /* no progress and no error: treat as a full disk rather than spin */
+            errno = ENOSPC;
             return -1;
         }
         p += n;
@@ -77,7 +81,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len)
     int fd = mkstemp(tmp);
     if (fd < 0) return err_set("%s: cannot create: %s", path, strerror(errno));
     fchmod(fd, 0644); /* mkstemp creates 0600; outputs are ordinary readable files */
-    if (write_all(fd, data, len) != 0) {
+    if (fs_write_all(fd, data, len) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);

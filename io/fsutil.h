@@ -4,10 +4,13 @@
 
 #include <stddef.h>
 
-/* Write `len` bytes to path atomically (path.tmp.<pid> → fsync → rename → fsync dir). */
+/* Write `len` bytes to path atomically (unique path.tmp.XXXXXX → fsync → rename → fsync dir). */
 int fs_write_atomic(const char *path, const void *data, size_t len);
-/* fsync an open stdio/fd file then rename tmp → final and fsync the directory. */
+/* fsync and close fd (open on tmp), rename tmp → final_path and fsync the directory; on
+ * failure tmp is removed. fd is closed either way. */
 int fs_commit(int fd, const char *tmp, const char *final_path);
+/* write() all of data to fd, retrying short writes and EINTR. 0, or -1 with errno set. */
+int fs_write_all(int fd, const void *data, size_t len);
 int fs_mkdir_p(const char *dir);
 int fs_fsync_dir(const char *path_in_dir);
 /* Read a whole file (NUL-terminated, *len excludes the NUL). NULL + err on failure. */

@@ -321,6 +321,7 @@ static int parse_mapping(const parser_t *p, yaml_node_t *map, const char *path, 
 
 #define FIELD(k, kind, type, member, req, choices, check, sub) \
     {k, kind, offsetof(type, member), req, choices, check, sub}
+#define N_FIELDS(fields) ((int)(sizeof(fields) / sizeof((fields)[0])))
 
 static const char *const METHODS[] = {"gptq", "rtn", NULL};
 static const char *const FORMATS[] = {"gptq", "gptq_v2", NULL};
@@ -357,9 +358,9 @@ static int parse_rule(const parser_t *p, yaml_node_t *v, const char *path, quant
         FIELD("eora_rank", F_INT, quant_rule, eora_rank, 0, NULL, check_nonneg, NULL),
         FIELD("skip", F_BOOL, quant_rule, skip, 0, NULL, NULL, NULL),
     };
-    int given[5];
+    int given[N_FIELDS(fields)];
     r->eora_rank = -1;
-    if (parse_mapping(p, v, path, fields, 5, r, given)) return -1;
+    if (parse_mapping(p, v, path, fields, N_FIELDS(fields), r, given)) return -1;
     char kpath[256];
     join_path(kpath, sizeof kpath, path, "match");
     if (compile_rule(p, find_value(p, v, "match"), kpath, r)) return -1;
@@ -398,7 +399,8 @@ static int parse_source(const parser_t *p, yaml_node_t *v, const char *path, dat
     s->format = xstrdup("jsonl");
     s->field = xstrdup("text");
     s->weight = 1;
-    return parse_mapping(p, v, path, fields, with_weight ? 4 : 3, s, NULL);
+    /* "weight" is last: without it the table ends one entry early */
+    return parse_mapping(p, v, path, fields, N_FIELDS(fields) - !with_weight, s, NULL);
 }
 
 static int parse_sources(const parser_t *p, yaml_node_t *v, const char *path, void *target)
@@ -434,7 +436,7 @@ static int parse_quantize(const parser_t *p, yaml_node_t *v, const char *path, v
         {"rules", F_SUB, 0, 0, NULL, NULL, parse_rules},
     };
     job_t *job = target;
-    if (parse_mapping(p, v, path, fields, (int)(sizeof fields / sizeof fields[0]), job, NULL)) return -1;
+    if (parse_mapping(p, v, path, fields, N_FIELDS(fields), job, NULL)) return -1;
     if (job->act_group_aware) {
         char kpath[256];
         join_path(kpath, sizeof kpath, path, "act_group_aware");
@@ -454,7 +456,7 @@ static int parse_eora(const parser_t *p, yaml_node_t *v, const char *path, void 
         FIELD("svd", F_ENUM, job_t, eora_svd, 0, EORA_SVDS, NULL, NULL),
         FIELD("dtype", F_ENUM, job_t, eora_dtype, 0, EORA_DTYPES, NULL, NULL),
     };
-    return parse_mapping(p, v, path, fields, 4, target, NULL);
+    return parse_mapping(p, v, path, fields, N_FIELDS(fields), target, NULL);
 }
 
 static int parse_calibration(const parser_t *p, yaml_node_t *v, const char *path, void *target)
@@ -467,7 +469,7 @@ static int parse_calibration(const parser_t *p, yaml_node_t *v, const char *path
         FIELD("windows", F_ENUM, job_t, windows, 0, WINDOWS, NULL, NULL),
         FIELD("allow_repeat", F_BOOL, job_t, allow_repeat, 0, NULL, NULL, NULL),
     };
-    return parse_mapping(p, v, path, fields, 6, target, NULL);
+    return parse_mapping(p, v, path, fields, N_FIELDS(fields), target, NULL);
 }
 
 static int parse_eval_source(const parser_t *p, yaml_node_t *v, const char *path, void *target)
@@ -486,7 +488,7 @@ static int parse_eval(const parser_t *p, yaml_node_t *v, const char *path, void 
     job_t *job = target;
     job->eval_seq_len = 512;
     job->eval_windows = 64;
-    return parse_mapping(p, v, path, fields, 3, target, NULL);
+    return parse_mapping(p, v, path, fields, N_FIELDS(fields), target, NULL);
 }
 
 static int parse_resources(const parser_t *p, yaml_node_t *v, const char *path, void *target)
@@ -501,7 +503,7 @@ static int parse_resources(const parser_t *p, yaml_node_t *v, const char *path, 
         FIELD("shard_size", F_SIZE, job_t, shard_size, 0, NULL, NULL, NULL),
     };
     job_t *job = target;
-    if (parse_mapping(p, v, path, fields, 7, target, NULL)) return -1;
+    if (parse_mapping(p, v, path, fields, N_FIELDS(fields), target, NULL)) return -1;
     if (job->shard_size == 0) {
         char kpath[256];
         join_path(kpath, sizeof kpath, path, "shard_size");
@@ -522,7 +524,7 @@ static int parse_root(const parser_t *p, yaml_node_t *v, job_t *job)
         {"eval", F_SUB, 0, 0, NULL, NULL, parse_eval},
         {"resources", F_SUB, 0, 0, NULL, NULL, parse_resources},
     };
-    return parse_mapping(p, v, "", fields, 8, job, NULL);
+    return parse_mapping(p, v, "", fields, N_FIELDS(fields), job, NULL);
 }
 
 /* ------------------------------------------------------------------ public API */

@@ -56,6 +56,9 @@ int st_to_f32(const st_tensor *t, float *dst);
  * message naming the tensor and file. */
 float *st_load_f32(const st_set *s, const char *name, const st_tensor **info);
 
+/* "[d0, d1, ...]" into buf (truncated to len bytes); returns buf. For messages and listings. */
+char *st_shape_str(const int64_t *shape, int ndim, char *buf, size_t len);
+
 /* "FILE:TENSOR" or "FILE" (the only tensor) → opened set + tensor. The set must be closed. */
 int st_open_spec(const char *spec, st_set **set, const st_tensor **t);
 

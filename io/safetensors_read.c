@@ -670,3 +670,13 @@ int st_open_spec(const char *spec, st_set **set, const st_tensor **t)
     *t = found;
     return 0;
 }
+
+char *st_shape_str(const int64_t *shape, int ndim, char *buf, size_t len)
+{
+    if (!len) return buf;
+    size_t o = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < ndim && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (o < len) snprintf(buf + o, len - o, "]");
+    return buf;
+}

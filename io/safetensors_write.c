@@ -92,25 +92,6 @@ static void remember_name(st_writer *w, size_t idx)
 
 /* ---- low-level I/O ---- */
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (n == 0) {
-            errno = ENOSPC;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Append len bytes of src (from offset 0) to dst: in-kernel copy where possible. */
 static int copy_data(int src, int dst, uint64_t len)
 {
@@ -134,7 +115,7 @@ static int copy_data(int src, int dst, uint64_t len)
             free(buf);
             return -1;
         }
-        if (write_all(dst, buf, (size_t)n)) {
+        if (fs_write_all(dst, buf, (size_t)n)) {
             free(buf);
             return -1;
         }
@@ -300,7 +281,7 @@ int st_writer_add(st_writer *w, const char *name, dtype_t dtype, int ndim, const
         free(w->ents[w->n_ents].name);
         return err_set("%s: tensor '%s': no data", writer_label(w), name);
     }
-    if (nbytes && write_all(w->shards[w->n_shards - 1].fd, data, (size_t)nbytes)) return write_failed(w, name);
+    if (nbytes && fs_write_all(w->shards[w->n_shards - 1].fd, data, (size_t)nbytes)) return write_failed(w, name);
     commit_add(w);
     return 0;
 }
@@ -324,7 +305,7 @@ int st_writer_add_f32(st_writer *w, const char *name, dtype_t dtype, int ndim, c
     for (size_t i = 0; i < numel; i += CHUNK) {
         size_t n = numel - i < CHUNK ? numel - i : CHUNK;
         dtype_from_f32(dtype, data + i, buf, n);
-        if (write_all(fd, buf, n * dtype_size(dtype))) {
+        if (fs_write_all(fd, buf, n * dtype_size(dtype))) {
             free(buf);
             return write_failed(w, name);
         }
@@ -423,7 +404,7 @@ static int build_shard(st_writer *w, size_t k)
     fchmod(fd, 0644); /* mkstemp made it 0600 */
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    int rc = write_all(fd, len8, 8) || write_all(fd, header, hlen) || copy_data(sh->fd, fd, sh->bytes) ? -1 : 0;
+    int rc = fs_write_all(fd, len8, 8) || fs_write_all(fd, header, hlen) || copy_data(sh->fd, fd, sh->bytes) ? -1 : 0;
     int e = errno;
     free(header);
     if (rc) {

@@ -48,6 +48,10 @@ static int full_pwrite(int fd, const void *buf, size_t len, off_t off)
             if (errno == EINTR) continue;
             return -1;
         }
+        if (n == 0) { /* no progress and no error: treat as a full disk rather than spin */
+            errno = ENOSPC;
+            return -1;
+        }
         p += n;
         off += n;
         len -= (size_t)n;

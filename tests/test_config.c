@@ -7,20 +7,9 @@
 #include "io/job.h"
 #include "io/model_config.h"
 #include "tests/testlib.h"
+#include "tests/testutil.h"
 
 #define TINY TEST_DATA "/tiny-qwen35"
-
-/* Write text to <tmpdir>/name and return the path (static buffer, valid until the next call). */
-static const char *write_tmp(const char *name, const char *text)
-{
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
-    FILE *f = fopen(path, "wb");
-    if (!f) return NULL;
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
 
 static int contains(const char *hay, const char *needle) { return hay && strstr(hay, needle) != NULL; }
 
@@ -85,7 +74,7 @@ static const char *CFG_9B_FLAT =
 TEST(config_flat_9b_like)
 {
     model_config c;
-    const char *p = write_tmp("flat9b.json", CFG_9B_FLAT);
+    const char *p = test_write_tmp("flat9b.json", CFG_9B_FLAT);
     REQUIRE(p);
     REQUIRE(model_config_load(p, &c) == 0);
     CHECK(c.is_vlm == 0);
@@ -118,7 +107,7 @@ TEST(config_vlm_27b_like_interval)
         "  \"full_attention_interval\": 2, \"dtype\": \"bfloat16\",\n"
         "  \"rope_parameters\": {\"rope_theta\": 5000000, \"partial_rotary_factor\": 0.5}}}";
     model_config c;
-    const char *p = write_tmp("vlm27b.json", json);
+    const char *p = test_write_tmp("vlm27b.json", json);
     REQUIRE(p);
     REQUIRE(model_config_load(p, &c) == 0);
     CHECK(c.is_vlm == 1 && strcmp(c.prefix, "model.language_model.") == 0);
@@ -134,7 +123,7 @@ TEST(config_vlm_27b_like_interval)
 TEST(config_unsupported_model_type)
 {
     model_config c;
-    const char *p = write_tmp("llama.json", "{\"model_type\": \"llama\", \"hidden_size\": 8}");
+    const char *p = test_write_tmp("llama.json", "{\"model_type\": \"llama\", \"hidden_size\": 8}");
     REQUIRE(p);
     CHECK(model_config_load(p, &c) == -1);
     CHECK_MSG(contains(err_msg(), "config.json") || contains(err_msg(), "llama.json"), "%s", err_msg());
@@ -150,7 +139,7 @@ static int load_variant(const char *from, const char *to)
     if (!at) return 99;
     size_t pre = (size_t)(at - CFG_9B_FLAT);
     snprintf(buf, sizeof buf, "%.*s%s%s", (int)pre, CFG_9B_FLAT, to, at + strlen(from));
-    const char *p = write_tmp("variant.json", buf);
+    const char *p = test_write_tmp("variant.json", buf);
     model_config c;
     int rc = model_config_load(p, &c);
     if (rc == 0) model_config_free(&c);
@@ -196,7 +185,7 @@ TEST(config_bad_layer_type_entry)
              "\"linear_attention\",\"linear_attention\",\"linear_attention\",\"full_attention\","
              "\"linear_attention\",\"linear_attention\",\"linear_attention\",");
     model_config c;
-    const char *p = write_tmp("badlt.json", json);
+    const char *p = test_write_tmp("badlt.json", json);
     CHECK(model_config_load(p, &c) == -1);
     CHECK_MSG(contains(err_msg(), "layer_types[31]"), "%s", err_msg());
 }
@@ -215,7 +204,7 @@ TEST(config_missing_file)
 TEST(job_defaults_are_gptqmodels)
 {
     job_t j;
-    const char *p = write_tmp("min.yaml", BASE);
+    const char *p = test_write_tmp("min.yaml", BASE);
     REQUIRE(job_load(p, &j) == 0);
     CHECK(strcmp(j.path, p) == 0);
     CHECK(strcmp(j.model, "m") == 0 && strcmp(j.output, "o") == 0);
@@ -269,7 +258,7 @@ TEST(job_every_field_set)
         "  memory_budget: 24GiB\n  spill_dir: /scratch/s\n  spill_dtype: f32\n  batch_tokens: 1000\n"
         "  threads: 2\n  propagate: float\n  shard_size: 512MB\n";
     job_t j;
-    const char *p = write_tmp("full.yaml", yaml);
+    const char *p = test_write_tmp("full.yaml", yaml);
     REQUIRE(job_load(p, &j) == 0);
     CHECK(strcmp(j.tokenizer, "tok/tokenizer.json") == 0);
     CHECK(strcmp(j.method, "rtn") == 0 && j.bits == 3 && j.group_size == -1);
@@ -300,7 +289,7 @@ TEST(job_every_field_set)
 TEST(job_eval_defaults_when_section_given)
 {
     job_t j;
-    const char *p = write_tmp("eval.yaml", BASE "eval:\n  source: {path: e.jsonl}\n");
+    const char *p = test_write_tmp("eval.yaml", BASE "eval:\n  source: {path: e.jsonl}\n");
     REQUIRE(job_load(p, &j) == 0);
     CHECK(j.eval_seq_len == 512 && j.eval_windows == 64);
     CHECK(strcmp(j.eval_source.format, "jsonl") == 0 && strcmp(j.eval_source.field, "text") == 0);
@@ -319,7 +308,7 @@ TEST(job_rules_first_match_wins_full_match)
         "    - {match: '.*mlp', group_size: 64}\n"
         "    - {match: 'módulo\\.(α|β)', bits: 2}\n";
     job_t j;
-    const char *p = write_tmp("rules.yaml", yaml);
+    const char *p = test_write_tmp("rules.yaml", yaml);
     REQUIRE(job_load(p, &j) == 0);
     REQUIRE(j.n_rules == 5);
     CHECK(job_match_rule(&j, "model.layers.3.self_attn.q_proj") == &j.rules[0]);   /* 0 and 1 match: first wins */
@@ -420,7 +409,7 @@ TEST(job_errors_name_line_and_key)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32];
         snprintf(name, sizeof name, "bad%zu.yaml", i);
-        const char *p = write_tmp(name, cases[i].yaml);
+        const char *p = test_write_tmp(name, cases[i].yaml);
         REQUIRE(p);
         char file[512];
         snprintf(file, sizeof file, "%s", p);

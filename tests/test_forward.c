@@ -10,6 +10,7 @@
 #include "io/model_config.h"
 #include "io/safetensors.h"
 #include "tests/testlib.h"
+#include "tests/testutil.h"
 #include "tools/cli.h"
 
 #define TINY TEST_DATA "/tiny-qwen35"
@@ -17,13 +18,7 @@
 
 /* deterministic uniform in [-1, 1) */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float frand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (2.0 / 16777216.0) - 1.0);
-}
+static float frand(void) { return (float)((test_xorshift64(&rng_state) >> 40) * (2.0 / 16777216.0) - 1.0); }
 
 /* max|a − b| / max|b| */
 static double rel_maxdiff(const float *a, const float *b, int64_t n)

@@ -12,19 +12,14 @@
 #include "io/err.h"
 #include "io/safetensors.h"
 #include "tests/testlib.h"
+#include "tests/testutil.h"
 #include "tools/cli.h"
 
 #define GOLDEN TEST_DATA "/golden/gptq_gptqmodel.safetensors"
 
 /* ---- small deterministic generator ---- */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static double urand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
+static double urand(void) { return (double)(test_xorshift64(&rng_state) >> 11) / 9007199254740992.0; }
 static float nrand(void)
 {
     double u = urand() + 1e-12, v = urand();

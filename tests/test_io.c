@@ -17,6 +17,7 @@
 #include "io/fsutil.h"
 #include "io/safetensors.h"
 #include "tests/testlib.h"
+#include "tests/testutil.h"
 #include "tools/cli.h"
 #include "tools/inspect.h"
 
@@ -25,18 +26,11 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static char *tmp_path(const char *name)
-{
-    return fs_join(test_tmpdir(), name);
-}
-
 /* A fresh empty directory under the test tmpdir. */
 static char *fresh_dir(const char *name)
 {
-    char *d = tmp_path(name);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    if (system(cmd) != 0) fprintf(stderr, "could not clear %s\n", d);
+    char *d = test_tmp_path(name);
+    test_rm_rf(d);
     fs_mkdir_p(d);
     return d;
 }
@@ -73,7 +67,7 @@ static char *list_dir(const char *dir)
  * contain NULs) and `data_len` data bytes (0x5a). */
 static char *write_raw(const char *name, const char *header, size_t hlen, size_t data_len)
 {
-    char *path = tmp_path(name);
+    char *path = test_tmp_path(name);
     size_t n = 8 + hlen + data_len;
     unsigned char *buf = xmalloc(n);
     for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
@@ -257,7 +251,7 @@ static void fill_pattern(unsigned char *p, size_t n, unsigned seed)
 
 TEST(st_roundtrip_every_dtype)
 {
-    char *path = tmp_path("all.safetensors");
+    char *path = test_tmp_path("all.safetensors");
     st_writer *w = st_writer_open(path, NULL, 0);
     REQUIRE(w);
     unsigned char data[4096];
@@ -332,7 +326,7 @@ TEST(st_roundtrip_every_dtype)
 
 TEST(st_writer_add_f32_converts)
 {
-    char *path = tmp_path("f32.safetensors");
+    char *path = test_tmp_path("f32.safetensors");
     st_writer *w = st_writer_open(path, NULL, 0);
     REQUIRE(w);
     enum { N = 70000 }; /* more than one conversion chunk */
@@ -467,7 +461,7 @@ TEST(st_writer_one_shard_and_stale_index)
     CHECK(st_count(s) == 1 && memcmp(st_get(s, 0)->data, v, 16) == 0);
     st_close(s);
     /* no tensors at all is still a valid file */
-    char *emp = tmp_path("empty.safetensors");
+    char *emp = test_tmp_path("empty.safetensors");
     w = st_writer_open(emp, NULL, 0);
     REQUIRE(w);
     REQUIRE(st_writer_finish(w) == 0);
@@ -667,6 +661,15 @@ TEST(st_tiny_model_through_index)
     st_close(s);
 }
 
+TEST(st_shape_str_formats_and_truncates)
+{
+    char buf[64], small[6];
+    int64_t s[3] = {4096, 1, 4};
+    CHECK(!strcmp(st_shape_str(s, 3, buf, sizeof buf), "[4096, 1, 4]"));
+    CHECK(!strcmp(st_shape_str(s, 0, buf, sizeof buf), "[]"));
+    CHECK(!strcmp(st_shape_str(s, 3, small, sizeof small), "[4096")); /* cut, still terminated */
+}
+
 TEST(st_open_spec_forms)
 {
     st_set *s;
@@ -753,7 +756,7 @@ TEST(st_rejects_corrupt_files)
         {"empty.st", "file too short for a safetensors header (0 bytes)", 6},
     };
     for (size_t i = 0; i < sizeof raw / sizeof *raw; i++) {
-        char *p = tmp_path(raw[i].name);
+        char *p = test_tmp_path(raw[i].name);
         unsigned char buf[128] = {0};
         size_t n = 0;
         switch (raw[i].kind) {
@@ -789,7 +792,7 @@ TEST(st_rejects_corrupt_files)
  * `make test-asan`). */
 TEST(st_random_damage_never_crashes)
 {
-    char *src = tmp_path("fuzz_src.safetensors");
+    char *src = test_tmp_path("fuzz_src.safetensors");
     st_writer *w = st_writer_open(src, NULL, 0);
     REQUIRE(w);
     unsigned char data[64];
@@ -803,7 +806,7 @@ TEST(st_random_damage_never_crashes)
     unsigned char *orig = (unsigned char *)fs_read_file(src, &len);
     REQUIRE(orig);
     unsigned char *buf = xmalloc(len);
-    char *dst = tmp_path("fuzz.safetensors");
+    char *dst = test_tmp_path("fuzz.safetensors");
     uint64_t rng = 0x9e3779b97f4a7c15ull;
     int accepted = 0, rejected = 0, bad_msg = 0;
     static const char alphabet[] = "{}[]\",:0123456789-.e \\uFABx";
@@ -1055,7 +1058,7 @@ TEST(inspect_synthetic_checkpoint)
  * *out gets stdout, *err (if not NULL) stderr. */
 static int run_inspect2(char **out, char **err, int argc, char **argv)
 {
-    char *opath = tmp_path("inspect.out"), *epath = tmp_path("inspect.err");
+    char *opath = test_tmp_path("inspect.out"), *epath = test_tmp_path("inspect.err");
     fflush(stdout);
     fflush(stderr);
     int saved1 = dup(1), saved2 = dup(2);

@@ -11,6 +11,7 @@
 #include "io/err.h"
 #include "io/fsutil.h"
 #include "tests/testlib.h"
+#include "tests/testutil.h"
 
 #define TINY_TOK TEST_DATA "/tiny-qwen35/tokenizer.json"
 #define QWEN_TOK TEST_DATA "/qwen3-tokenizer/tokenizer.json.gz"
@@ -203,17 +204,6 @@ TEST(tokenizer_decode_lossy_and_errors)
 
 /* ---- synthetic tokenizers: behaviours the golden files do not exercise ---- */
 
-static const char *write_tmp(const char *name, const char *json)
-{
-    static char path[4096];
-    snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
-    FILE *f = fopen(path, "wb");
-    if (!f) return NULL;
-    fputs(json, f);
-    fclose(f);
-    return path;
-}
-
 /* Character vocabulary a..z, ' ', '-', '.', plus merges given by the caller. */
 static char *char_tokenizer(const char *extra_vocab, const char *merges, const char *pre, const char *added,
                             const char *model_extra)
@@ -277,7 +267,7 @@ TEST(tokenizer_split_behaviours)
         snprintf(pre, sizeof pre,
                  "{\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"%s\", \"invert\": %s}",
                  cases[i].behavior, cases[i].invert ? "true" : "false");
-        const char *p = write_tmp("split.json", char_tokenizer(vocab, merges, pre, "", ""));
+        const char *p = test_write_tmp("split.json", char_tokenizer(vocab, merges, pre, "", ""));
         REQUIRE(p);
         tokenizer *tk = tokenizer_load(p);
         CHECK_MSG(tk, "load: %s", err_msg());
@@ -298,7 +288,7 @@ TEST(tokenizer_added_token_options)
                         " \"single_word\": false, \"normalized\": false},"
                         "{\"id\": 102, \"content\": \"cat\", \"special\": false, \"lstrip\": false, \"rstrip\": false,"
                         " \"single_word\": true, \"normalized\": true}";
-    const char *p = write_tmp("added.json", char_tokenizer("\"ab\": 29", "\"a b\"", "null", added, ""));
+    const char *p = test_write_tmp("added.json", char_tokenizer("\"ab\": 29", "\"a b\"", "null", added, ""));
     REQUIRE(p);
     tokenizer *tk = tokenizer_load(p);
     REQUIRE(tk);
@@ -320,20 +310,20 @@ TEST(tokenizer_added_token_options)
 TEST(tokenizer_unk_and_byte_fallback)
 {
     const char *vocab = "\"<unk>\": 29, \"<0xC3>\": 30, \"<0xA9>\": 31";
-    const char *p = write_tmp("unk0.json", char_tokenizer(vocab, "", "null", "", ""));
+    const char *p = test_write_tmp("unk0.json", char_tokenizer(vocab, "", "null", "", ""));
     tokenizer *tk = tokenizer_load(p);
     REQUIRE(tk);
     EXPECT_IDS(tk, "a\xC3\xA9" "1b", 0, 1);
     tokenizer_free(tk);
-    p = write_tmp("unk1.json", char_tokenizer(vocab, "", "null", "", ", \"unk_token\": \"<unk>\""));
+    p = test_write_tmp("unk1.json", char_tokenizer(vocab, "", "null", "", ", \"unk_token\": \"<unk>\""));
     REQUIRE((tk = tokenizer_load(p)));
     EXPECT_IDS(tk, "a\xC3\xA9" "1b", 0, 29, 29, 1);
     tokenizer_free(tk);
-    p = write_tmp("unk2.json", char_tokenizer(vocab, "", "null", "", ", \"unk_token\": \"<unk>\", \"fuse_unk\": true"));
+    p = test_write_tmp("unk2.json", char_tokenizer(vocab, "", "null", "", ", \"unk_token\": \"<unk>\", \"fuse_unk\": true"));
     REQUIRE((tk = tokenizer_load(p)));
     EXPECT_IDS(tk, "a\xC3\xA9" "1b", 0, 29, 1);
     tokenizer_free(tk);
-    p = write_tmp("unk3.json",
+    p = test_write_tmp("unk3.json",
                   char_tokenizer(vocab, "", "null", "", ", \"unk_token\": \"<unk>\", \"byte_fallback\": true"));
     REQUIRE((tk = tokenizer_load(p)));
     EXPECT_IDS(tk, "a\xC3\xA9" "1b", 0, 30, 31, 29, 1); /* é has byte tokens, '1' does not */
@@ -351,7 +341,7 @@ TEST(tokenizer_byte_level_options)
         " \"merges\": [[\"\\u0120\", \"h\"], [\"\\u0120h\", \"i\"]]}}";
     char buf[1024];
     snprintf(buf, sizeof buf, json, "false");
-    tokenizer *tk = tokenizer_load(write_tmp("bl.json", buf));
+    tokenizer *tk = tokenizer_load(test_write_tmp("bl.json", buf));
     REQUIRE(tk);
     EXPECT_IDS(tk, "hi hi!", 4, 4, 5); /* prefix space added once, words split by GPT-2's regex */
     EXPECT_IDS(tk, "hi", 4);
@@ -366,11 +356,11 @@ TEST(tokenizer_byte_level_options)
                         " \"model\": {\"type\": \"BPE\", \"ignore_merges\": %s, \"vocab\":"
                         " {\"h\": 1, \"i\": 2, \"hi\": 6, \"!\": 5}, \"merges\": []}}";
     snprintf(buf, sizeof buf, json2, "true");
-    REQUIRE((tk = tokenizer_load(write_tmp("bl2.json", buf))));
+    REQUIRE((tk = tokenizer_load(test_write_tmp("bl2.json", buf))));
     EXPECT_IDS(tk, "hi!", 6, 5);
     tokenizer_free(tk);
     snprintf(buf, sizeof buf, json2, "false");
-    REQUIRE((tk = tokenizer_load(write_tmp("bl3.json", buf))));
+    REQUIRE((tk = tokenizer_load(test_write_tmp("bl3.json", buf))));
     EXPECT_IDS(tk, "hi!", 1, 2, 5);
     tokenizer_free(tk);
 }
@@ -410,7 +400,7 @@ TEST(tokenizer_malformed_files)
          "added_tokens[0]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        const char *p = write_tmp(cases[i].name, cases[i].json);
+        const char *p = test_write_tmp(cases[i].name, cases[i].json);
         REQUIRE(p);
         err_clear();
         tokenizer *tk = tokenizer_load(p);

@@ -45,14 +45,6 @@ static const char *human(uint64_t bytes, char *buf, size_t n)
     return buf;
 }
 
-static void shape_str(const st_tensor *t, char *buf, size_t n)
-{
-    size_t k = (size_t)snprintf(buf, n, "[");
-    for (int d = 0; d < t->ndim && k < n; d++)
-        k += (size_t)snprintf(buf + k, n - k, d ? ", %lld" : "%lld", (long long)t->shape[d]);
-    if (k < n) snprintf(buf + k, n - k, "]");
-}
-
 static void print_report(const inspect_report *r, FILE *f)
 {
     char hb[32], sb[128];
@@ -78,7 +70,7 @@ static void print_report(const inspect_report *r, FILE *f)
         fputc('\n', f);
         for (size_t k = 0; k < m->count; k++) {
             const st_tensor *t = r->tensors[m->first + k];
-            shape_str(t, sb, sizeof sb);
+            st_shape_str(t->shape, t->ndim, sb, sizeof sb);
             fprintf(f, "    %-56s %-5s %-16s %12zu\n", inspect_leaf(t->name), dtype_name(t->dtype), sb, t->nbytes);
         }
     }

@@ -15,7 +15,7 @@ int layer_mix_width(const model_config *cfg, layer_type type)
 int layer_tail(const model_config *cfg, const layer_weights *lw, const float *h_in, const float *mix,
                float *h_out, int64_t N, tap_fn tap, void *ctx)
 {
-    const int d = cfg->hidden, inter = cfg->intermediate;
+    const int d = cfg->hidden;
     const int full = lw->type == LAYER_FULL_ATTN;
     const linear_t *o = full ? &lw->o_proj : &lw->out_proj;
     if (!o->w || !lw->post_norm || !lw->gate_proj.w || !lw->up_proj.w || !lw->down_proj.w)
@@ -23,32 +23,17 @@ int layer_tail(const model_config *cfg, const layer_weights *lw, const float *h_
     if (o->in != layer_mix_width(cfg, lw->type) || o->out != d)
         return err_set("layer %d: output projection is %d x %d, expected %d x %d", lw->index, o->out, o->in, d,
                        layer_mix_width(cfg, lw->type));
-    const float eps = (float)cfg->rms_eps;
     int rc = 1;
     float *res = xmalloc_aligned((size_t)N * d * sizeof(float));
     float *xn = xmalloc_aligned((size_t)N * d * sizeof(float));
-    float *gt = NULL, *up = NULL;
     memcpy(res, h_in, (size_t)N * d * sizeof(float));
     linear_apply(o, mix, N, xn);
     add_inplace(res, xn, N * d);
-    rmsnorm_zc(res, lw->post_norm, xn, N, d, eps);
-    if (tap && tap(ctx, TAP_MLP_IN, xn, N, d)) goto out;
-    gt = xmalloc_aligned((size_t)N * inter * sizeof(float));
-    up = xmalloc_aligned((size_t)N * inter * sizeof(float));
-    linear_apply(&lw->gate_proj, xn, N, gt);
-    linear_apply(&lw->up_proj, xn, N, up);
-    swiglu_inplace(gt, up, N * inter);
-    free(up);
-    up = NULL;
-    if (tap && tap(ctx, TAP_MLP_DOWN, gt, N, inter)) goto out;
-    linear_apply(&lw->down_proj, gt, N, xn);
-    add_inplace(res, xn, N * d);
+    if (layer_mlp_residual(cfg, lw, res, xn, N, tap, ctx)) goto out; /* the same MLP half as layer_forward */
     memcpy(h_out, res, (size_t)N * d * sizeof(float));
     rc = 0;
 out:
     free(res);
     free(xn);
-    free(gt);
-    free(up);
     return rc;
 }

@@ -1,0 +1,18 @@
+/* testutil — small helpers several test binaries share (scratch files, a seeded generator).
+ * Linked into every test binary next to testlib. */
+#ifndef TESTS_TESTUTIL_H
+#define TESTS_TESTUTIL_H
+
+#include <stdint.h>
+
+/* malloc'd "<test_tmpdir()>/name". */
+char *test_tmp_path(const char *name);
+/* Write text to <test_tmpdir()>/name; returns the path (a static buffer, valid until the next
+ * call), or NULL when the file cannot be written. */
+const char *test_write_tmp(const char *name, const char *text);
+/* Remove a file or directory tree (rm -rf); reports to stderr when that fails. */
+void test_rm_rf(const char *path);
+/* One step of Marsaglia's xorshift64 (13, 7, 17) on *state (must start non-zero). */
+uint64_t test_xorshift64(uint64_t *state);
+
+#endif
