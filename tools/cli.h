@@ -12,6 +12,7 @@ int cmd_forward(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_slurm(int argc, char **argv);
 
 /* Print "gptq-eora: error: <err_msg()>" and return 1. */
 int cli_fail(void);

@@ -6,6 +6,7 @@
 #include "io/err.h"
 #include "io/job.h"
 #include "tools/cli.h"
+#include "tools/dist.h"
 #include "tools/pipeline.h"
 
 static void usage(FILE *f)
@@ -61,10 +62,18 @@ int cmd_quantize(int argc, char **argv)
         }
     }
     if (!job_path) return cli_usage_error("quantize", "missing JOB.yaml");
+    /* under mpirun/srun: one rank of a multi-process run (docs/mpi.md); else one process */
+    dist_init(&argc, &argv);
     job_t job;
     memset(&job, 0, sizeof job);
-    if (job_load(job_path, &job) != 0) return cli_fail();
-    int rc = pipeline_run(&job, &o);
+    int rc = job_load(job_path, &job);
+    if (rc == 0) rc = pipeline_run(&job, &o);
     job_free(&job);
+    if (rc != 0 && dist_size() > 1) {
+        /* the other ranks may be waiting in a collective: one line, then end them all */
+        fprintf(stderr, "gptq-eora: error: rank %d of %d: %s\n", dist_rank(), dist_size(), err_msg());
+        dist_abort(1);
+    }
+    dist_finalize();
     return rc == 0 ? 0 : cli_fail();
 }

@@ -17,6 +17,7 @@ static const struct {
     {"eora", cmd_eora, "EoRA correction for one quantized weight"},
     {"forward", cmd_forward, "reference forward pass of a model on token ids"},
     {"tokenize", cmd_tokenize, "encode/decode text with a tokenizer.json"},
+    {"slurm", cmd_slurm, "print an sbatch script running a quantize job over MPI on N nodes"},
 };
 
 static void usage(FILE *f)

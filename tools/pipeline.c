@@ -18,6 +18,7 @@
 #include "io/fsutil.h"
 #include "io/journal.h"
 #include "tools/cli.h"
+#include "tools/dist.h"
 #include "tools/pipeline_output.h"
 #include "tools/pipeline_plan.h"
 #include "tools/pipeline_progress.h"
@@ -180,6 +181,11 @@ typedef struct {
     char *work;
     act_store *x, *x_spare;
     int last_needed; /* last layer whose Hessians need X (propagate up to it) */
+    /* MPI (tools/dist.h): this rank owns calibration samples [shard0, shard0 + shard_n) */
+    int rank, size;
+    int64_t shard0, shard_n;
+    char *spill;   /* this rank's spill files: spill_dir, or spill_dir/rank<k> with R > 1 */
+    char *ram_act; /* directory of the in-RAM activations' resume copy: work, or spill */
 } run_state;
 
 /* X for the first layer to compute: fresh calibration or the resume copy. */
@@ -188,20 +194,20 @@ static int prepare_activations(run_state *s, int start, const char *act_file)
     const job_t *job = s->job;
     quant_plan *p = &s->plan;
     if (!p->need_calib || start > s->last_needed) return 0;
-    int64_t rows = p->tokens;
+    int64_t rows = s->shard_n * job->seq_len;
     int d = s->cfg.hidden;
-    if (p->spill && fs_mkdir_p(job->spill_dir) != 0) return -1;
+    if ((p->spill || s->size > 1) && fs_mkdir_p(s->spill) != 0) return -1;
     if (start > 0) {
         if (!act_file) return err_set("%s: journal entry of layer %d names no activation file", WORK_DIR_NAME, start - 1);
         if (p->spill) {
             int cur = !strcmp(act_file, SPILL_FILES[1]);
-            char *a = fs_join(job->spill_dir, SPILL_FILES[cur]), *b = fs_join(job->spill_dir, SPILL_FILES[!cur]);
+            char *a = fs_join(s->spill, SPILL_FILES[cur]), *b = fs_join(s->spill, SPILL_FILES[!cur]);
             s->x = act_store_open(a, rows, d, p->spill_dtype);
             s->x_spare = s->x ? act_store_create(b, rows, d, p->spill_dtype) : NULL;
             free(a);
             free(b);
         } else {
-            char *a = fs_join(s->work, RAM_ACT_FILE);
+            char *a = fs_join(s->ram_act, RAM_ACT_FILE);
             s->x = act_store_load(a, rows, d);
             free(a);
         }
@@ -212,8 +218,12 @@ static int prepare_activations(run_state *s, int start, const char *act_file)
     token_windows w;
     if (pipeline_calibration(job, &s->cfg, &w) != 0) return -1;
     s->rep.t_calib = progress_now() - t0;
+    /* every rank draws the same windows (deterministic) and embeds its own shard */
+    token_windows shard = w;
+    shard.n = (int)s->shard_n;
+    shard.ids = w.ids + s->shard0 * w.T;
     if (p->spill) {
-        char *a = fs_join(job->spill_dir, SPILL_FILES[0]), *b = fs_join(job->spill_dir, SPILL_FILES[1]);
+        char *a = fs_join(s->spill, SPILL_FILES[0]), *b = fs_join(s->spill, SPILL_FILES[1]);
         s->x = act_store_create(a, rows, d, p->spill_dtype);
         s->x_spare = s->x ? act_store_create(b, rows, d, p->spill_dtype) : NULL;
         free(a);
@@ -223,7 +233,7 @@ static int prepare_activations(run_state *s, int start, const char *act_file)
     }
     int rc = s->x && (!p->spill || s->x_spare) ? 0 : -1;
     t0 = progress_now();
-    if (!rc) rc = pipeline_embed(s->ckpt, &s->cfg, &w, p->seqs_per_batch, s->x);
+    if (!rc) rc = pipeline_embed(s->ckpt, &s->cfg, &shard, p->seqs_per_batch, s->x);
     s->rep.t_embed = progress_now() - t0;
     token_windows_free(&w);
     return rc;
@@ -241,7 +251,7 @@ static int persist_activations(run_state *s, int L, const char **act_file)
         *act_file = base ? base + 1 : path;
         return 0;
     }
-    char *a = fs_join(s->work, RAM_ACT_FILE);
+    char *a = fs_join(s->ram_act, RAM_ACT_FILE);
     int rc = act_store_save(s->x, a);
     free(a);
     *act_file = RAM_ACT_FILE;
@@ -272,15 +282,22 @@ static int restore_journal(run_state *s, int *start, char **act_file)
 
 static void cleanup_work(run_state *s)
 {
-    for (int L = 0; L < s->plan.n_layers; L++) {
-        char *lf = output_layer_file(s->work, L);
-        unlink(lf);
-        free(lf);
+    if (s->rank == 0) {
+        for (int L = 0; L < s->plan.n_layers; L++) {
+            char *lf = output_layer_file(s->work, L);
+            unlink(lf);
+            free(lf);
+        }
+        remove_file(s->work, RAM_ACT_FILE);
+        if (s->jn) journal_remove(s->jn);
+        rmdir(s->work);
     }
-    remove_file(s->work, RAM_ACT_FILE);
-    if (s->jn) journal_remove(s->jn);
-    rmdir(s->work);
-    if (s->plan.spill) rmdir(s->job->spill_dir);
+    if (s->size > 1) {
+        remove_file(s->spill, RAM_ACT_FILE);
+        rmdir(s->spill);
+        dist_barrier(); /* every rank's directory is gone before rank 0 removes spill_dir */
+    }
+    if (s->rank == 0 && (s->plan.spill || s->size > 1)) rmdir(s->job->spill_dir);
 }
 
 static int run_layers(run_state *s, int start)
@@ -294,11 +311,11 @@ static int run_layers(run_state *s, int start)
     r.report = &s->rep;
     r.prog = &s->prog;
     r.T = s->job->seq_len;
-    r.n_seqs = s->job->n_samples;
+    r.n_seqs = (int)s->shard_n;
     r.x = s->x;
     r.x_spare = s->x_spare;
     r.last_needed_layer = s->last_needed;
-    char *mix_path = s->plan.spill ? fs_join(s->job->spill_dir, "mix.spill") : NULL;
+    char *mix_path = s->plan.spill ? fs_join(s->spill, "mix.spill") : NULL;
     r.mix_path = mix_path;
     r.mix_dtype = s->plan.spill_dtype;
     r.no_mix_cache = getenv("GPTQ_EORA_NO_MIX_CACHE") && atoi(getenv("GPTQ_EORA_NO_MIX_CACHE")) > 0;
@@ -312,11 +329,15 @@ static int run_layers(run_state *s, int start)
         if (rc) break;
         const char *act = NULL;
         if ((rc = persist_activations(s, L, &act)) != 0) break;
-        char name[64];
-        snprintf(name, sizeof name, "layer-%05d.safetensors", L);
-        char *entry = report_layer_entry(&s->plan, &s->rep, L, name, act);
-        rc = journal_append(s->jn, entry);
-        free(entry);
+        /* the journal entry promises every rank's X_{L+1}: all must be durable first */
+        dist_barrier();
+        if (s->rank == 0) {
+            char name[64];
+            snprintf(name, sizeof name, "layer-%05d.safetensors", L);
+            char *entry = report_layer_entry(&s->plan, &s->rep, L, name, act);
+            rc = journal_append(s->jn, entry);
+            free(entry);
+        }
         if (rc) break;
         progress_layer(&s->prog, L, s->rep.layers[L].seconds, s->rep.layers[L].tokens_per_s);
         fail_injection("GPTQ_EORA_FAIL_AFTER_LAYER", L);
@@ -348,11 +369,50 @@ static int write_outputs(run_state *s)
     return rc;
 }
 
+/* Where this rank starts: rank 0 reads (or creates) the journal, every rank learns the first
+ * layer to compute and the activation file of the resume point. */
+static int open_journal(run_state *s, const pipeline_opts *o, int *start, char **act_file)
+{
+    *start = 0;
+    *act_file = NULL;
+    int rc = 0;
+    if (s->rank == 0) {
+        char fp[128];
+        fingerprint(s->job, omp_get_max_threads(), fp, sizeof fp);
+        if (s->size > 1) /* another rank count shards the activations differently */
+            snprintf(fp + strlen(fp), sizeof fp - strlen(fp), "-r%d", s->size);
+        char *jpath = fs_join(s->work, "journal.jsonl");
+        if (o->resume && fs_exists(jpath)) {
+            s->jn = journal_resume(jpath, fp);
+            if (s->jn && restore_journal(s, start, act_file) != 0) rc = -1;
+        } else {
+            if (o->resume) progress_msg(&s->prog, "gptq-eora: no journal in %s: starting from the beginning", s->work);
+            s->jn = journal_create(jpath, fp);
+        }
+        free(jpath);
+        if (!s->jn) rc = -1;
+    }
+    if (s->size > 1) {
+        /* a failed rank 0 aborts the job before the others wait here for long */
+        char name[64] = "";
+        if (*act_file) snprintf(name, sizeof name, "%s", *act_file);
+        int32_t st = *start;
+        dist_bcast(&st, sizeof st, 0);
+        dist_bcast(name, sizeof name, 0);
+        *start = st;
+        if (s->rank != 0 && name[0]) *act_file = xstrdup(name);
+    }
+    return rc;
+}
+
 int pipeline_run(const job_t *job, const pipeline_opts *o)
 {
     run_state s;
     memset(&s, 0, sizeof s);
     s.job = job;
+    s.rank = dist_rank();
+    s.size = dist_size();
+    int lead = s.rank == 0; /* rank 0 alone prints, writes outputs, report and journal */
     int rc = -1;
     int threads = o->threads > 0 ? o->threads : job->threads;
     set_threads(threads);
@@ -362,9 +422,9 @@ int pipeline_run(const job_t *job, const pipeline_opts *o)
         model_config_free(&s.cfg);
         return err_prefix("model checkpoint");
     }
-    if (plan_build(job, &s.cfg, s.ckpt, stderr, &s.plan) != 0) goto out_plan;
+    if (plan_build(job, &s.cfg, s.ckpt, lead ? stderr : NULL, &s.plan) != 0) goto out_plan;
     if (o->dry_run) {
-        plan_print(&s.plan, job, &s.cfg, stdout);
+        if (lead) plan_print(&s.plan, job, &s.cfg, stdout);
         rc = 0;
         goto out_plan;
     }
@@ -373,17 +433,42 @@ int pipeline_run(const job_t *job, const pipeline_opts *o)
             err_set("%s: calibration needs samples > 0 and seq_len > 0", job->path);
             goto out_plan;
         }
+        int64_t spb = s.plan.seqs_per_batch, n_batches = (job->n_samples + spb - 1) / spb;
+        if (n_batches < s.size) {
+            err_set("%s: calibration.samples %d make %lld batches of %lld for %d MPI ranks (every rank needs "
+                    "a batch: lower resources.batch_tokens or use fewer ranks)",
+                    job->path, job->n_samples, (long long)n_batches, (long long)spb, s.size);
+            goto out_plan;
+        }
         if (check_sources(job) != 0) goto out_plan;
+        /* Ranks own contiguous runs of whole batches: every batch holds the sequences it holds
+         * in a single process, so its fp32 Hessian product and its forward pass are the same,
+         * and a multi-rank run differs only in the order the fp64 batch sums are added. */
+        int64_t b0, nb;
+        dist_shard(n_batches, s.rank, s.size, &b0, &nb);
+        s.shard0 = b0 * spb;
+        s.shard_n = (b0 + nb) * spb < job->n_samples ? nb * spb : job->n_samples - s.shard0;
+    } else {
+        s.shard_n = job->n_samples;
     }
-    if (check_output_writable(job->output) != 0) goto out_plan;
-    if (same_directory(job->output, job->model)) {
-        err_set("%s: the output directory is the model directory", job->output);
-        goto out_plan;
+    if (s.size > 1) {
+        char sub[32];
+        snprintf(sub, sizeof sub, "rank%d", s.rank);
+        s.spill = fs_join(job->spill_dir, sub);
+    } else {
+        s.spill = xstrdup(job->spill_dir);
     }
-    /* A previous run's outputs must not look like this run's while it is under way. */
-    remove_file(job->output, "config.json");
-    remove_file(job->output, "report.json");
-    if (progress_init(&s.prog, o->quiet, o->log_path, s.cfg.n_layers) != 0) goto out_plan;
+    if (lead) {
+        if (check_output_writable(job->output) != 0) goto out_plan;
+        if (same_directory(job->output, job->model)) {
+            err_set("%s: the output directory is the model directory", job->output);
+            goto out_plan;
+        }
+        /* A previous run's outputs must not look like this run's while it is under way. */
+        remove_file(job->output, "config.json");
+        remove_file(job->output, "report.json");
+    }
+    if (progress_init(&s.prog, o->quiet || !lead, lead ? o->log_path : NULL, s.cfg.n_layers) != 0) goto out_plan;
     report_init(&s.rep, &s.plan);
     s.rep.estimate = s.plan.mem.total;
     s.rep.spilled = s.plan.spill;
@@ -393,25 +478,11 @@ int pipeline_run(const job_t *job, const pipeline_opts *o)
         if (m->quantize && (strcmp(job->method, "rtn") != 0 || m->eora_rank > 0)) s.last_needed = m->layer;
     }
     s.work = fs_join(job->output, WORK_DIR_NAME);
-    if (fs_mkdir_p(s.work) != 0) goto out;
-    char fp[128];
-    fingerprint(job, omp_get_max_threads(), fp, sizeof fp);
-    char *jpath = fs_join(s.work, "journal.jsonl");
+    s.ram_act = xstrdup(s.size > 1 ? s.spill : s.work);
+    if (lead && fs_mkdir_p(s.work) != 0) goto out;
     int start = 0;
     char *act_file = NULL;
-    if (o->resume && fs_exists(jpath)) {
-        s.jn = journal_resume(jpath, fp);
-        if (s.jn && restore_journal(&s, &start, &act_file) != 0) {
-            free(jpath);
-            free(act_file);
-            goto out;
-        }
-    } else {
-        if (o->resume) progress_msg(&s.prog, "gptq-eora: no journal in %s: starting from the beginning", s.work);
-        s.jn = journal_create(jpath, fp);
-    }
-    free(jpath);
-    if (!s.jn) {
+    if (open_journal(&s, o, &start, &act_file) != 0) {
         free(act_file);
         goto out;
     }
@@ -424,6 +495,10 @@ int pipeline_run(const job_t *job, const pipeline_opts *o)
                               "activations %s; estimated peak memory %s; %d threads",
                      desc, s.plan.n_quantized, s.plan.n_eora, (long long)s.plan.tokens,
                      s.plan.spill ? "spilled" : "in RAM", est, omp_get_max_threads());
+        if (s.size > 1)
+            progress_msg(&s.prog, "%d MPI ranks: rank 0 streams calibration samples %lld..%lld, the others the "
+                                  "following batches; linears solved round-robin",
+                         s.size, (long long)s.shard0, (long long)(s.shard0 + s.shard_n - 1));
         if (start > 0) progress_msg(&s.prog, "resuming after layer %d", start - 1);
         if (job->memory_budget && s.plan.mem.total > job->memory_budget) {
             char bud[32];
@@ -437,9 +512,9 @@ int pipeline_run(const job_t *job, const pipeline_opts *o)
     if (rc) goto out;
     rc = run_layers(&s, start);
     if (rc) goto out;
-    rc = write_outputs(&s);
+    if (lead) rc = write_outputs(&s);
     if (rc) goto out;
-    {
+    if (lead) {
         char peak[32], est[32];
         plan_format_bytes(s.rep.peak_rss, peak, sizeof peak);
         plan_format_bytes(s.plan.mem.total, est, sizeof est);
@@ -459,6 +534,8 @@ out:
     progress_close(&s.prog);
     report_free(&s.rep);
 out_plan:
+    free(s.spill);
+    free(s.ram_act);
     plan_free(&s.plan);
     st_close(s.ckpt);
     model_config_free(&s.cfg);

@@ -9,7 +9,12 @@
  * in-RAM activations' resume copy) and <spill_dir> (spill files); they are removed when the
  * run completes. Test hooks (environment): GPTQ_EORA_FAIL_AFTER_LAYER=k (SIGKILL after layer
  * k's journal entry), GPTQ_EORA_FAIL_IN_LAYER=k (after layer k's first stage),
- * GPTQ_EORA_FAIL_IN_OUTPUT=1 (after the checkpoint shards are written). */
+ * GPTQ_EORA_FAIL_IN_OUTPUT=1 (after the checkpoint shards are written).
+ *
+ * Under MPI (tools/dist.h, docs/mpi.md) every rank runs pipeline_run: rank k streams its
+ * contiguous run of whole calibration batches (activations ∝ N/R per rank, in
+ * <spill_dir>/rank<k>), Hessians are summed with an allreduce, each stage's linears are solved
+ * round-robin across ranks and broadcast, and rank 0 alone prints, journals and writes. */
 #ifndef TOOLS_PIPELINE_H
 #define TOOLS_PIPELINE_H
 

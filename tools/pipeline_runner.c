@@ -10,6 +10,7 @@
 #include "gptq/pack.h"
 #include "io/err.h"
 #include "io/safetensors.h"
+#include "tools/dist.h"
 #include "tools/pipeline_tail.h"
 
 void runner_lora_name(const char *module, const char *which, char *buf, int len)
@@ -132,20 +133,37 @@ static void gptq_options(const job_t *job, const plan_module *m, gptq_opts *o)
     o->damp_auto_increment = job->damp_auto_increment;
 }
 
-/* Solve, pack, EoRA, install. orig receives the float weight (caller frees). */
-static int quantize_linear(runner *r, layer_weights *lw, int mi, const hessian_acc *h, st_writer *wr,
-                           float **orig)
+/* What solving one linear yields: everything every rank installs and rank 0 writes. */
+typedef struct {
+    float *Wq;          /* [out, in] the solver's Q in the module dtype */
+    gptq_packed pk;     /* checkpoint tensors */
+    float *A, *B;       /* EoRA [rank, in], [out, rank], rounded through adapter dtype */
+    int lora_rank;
+    dtype_t lora_dtype;
+    module_result res;
+} linear_outcome;
+
+static void outcome_free(linear_outcome *o)
+{
+    free(o->Wq);
+    gptq_packed_free(&o->pk);
+    free(o->A);
+    free(o->B);
+    memset(o, 0, sizeof *o);
+}
+
+/* Solve, pack, EoRA for module mi of layer lw (whose weights stay untouched). */
+static int solve_linear(runner *r, layer_weights *lw, int mi, const hessian_acc *h, linear_outcome *out)
 {
     const plan_module *m = &r->plan->mods[mi];
-    module_result *res = &r->report->mods[mi];
+    module_result *res = &out->res;
     const job_t *job = r->job;
+    memset(out, 0, sizeof *out);
     linear_t *l = layer_linear(lw, m->short_name);
     if (!l || l->out != m->out || l->in != m->in)
         return err_set("%s: linear missing from layer %d or shape differs from the checkpoint", m->name, m->layer);
     size_t n_w = (size_t)m->out * (size_t)m->in;
-    float *W = xmalloc(n_w * sizeof(float));
-    memcpy(W, l->w, n_w * sizeof(float));
-    *orig = W;
+    const float *W = l->w;
 
     gptq_opts go;
     gptq_options(job, m, &go);
@@ -173,43 +191,19 @@ static int quantize_linear(runner *r, layer_weights *lw, int mi, const hessian_a
     /* The quantized weight from here on (EoRA's ΔW, later stages, next layers) is the solver's
      * Q cast to the module dtype — GPTQModel's `module.weight = Q.to(dtype)`. (Measured on the
      * tiny recipe: KLD 0.02399 with it vs 0.02435 propagating the fp16-scale dequantization.) */
-    float *Wq = xmalloc(n_w * sizeof(float));
-    memcpy(Wq, q.Q, n_w * sizeof(float));
-    round_through(Wq, n_w, m->dtype);
+    out->Wq = xmalloc(n_w * sizeof(float));
+    memcpy(out->Wq, q.Q, n_w * sizeof(float));
+    round_through(out->Wq, n_w, m->dtype);
     /* Pack: codes re-derived from Q in the module dtype, as GPTQModel. */
     t0 = progress_now();
     gptq_format fmt = job->format && !strcmp(job->format, "gptq_v2") ? GPTQ_FMT_V2 : GPTQ_FMT_V1;
-    gptq_packed pk;
-    memset(&pk, 0, sizeof pk);
-    rc = gptq_pack_dtype(&q, fmt, m->dtype, &pk);
+    rc = gptq_pack_dtype(&q, fmt, m->dtype, &out->pk);
     gptq_result_free(&q);
     if (rc != 0) {
-        free(Wq);
+        outcome_free(out);
         return err_prefix("%s: packing", m->name);
     }
-    char name[256];
-    int64_t shp[2];
-    shp[0] = pk.qw_rows;
-    shp[1] = pk.out;
-    snprintf(name, sizeof name, "%s.qweight", m->name);
-    rc = st_writer_add(wr, name, DT_I32, 2, shp, pk.qweight);
-    shp[0] = pk.n_groups;
-    shp[1] = pk.qz_cols;
-    snprintf(name, sizeof name, "%s.qzeros", m->name);
-    if (!rc) rc = st_writer_add(wr, name, DT_I32, 2, shp, pk.qzeros);
-    shp[0] = pk.n_groups;
-    shp[1] = pk.out;
-    snprintf(name, sizeof name, "%s.scales", m->name);
-    if (!rc) rc = st_writer_add(wr, name, DT_F16, 2, shp, pk.scales);
-    shp[0] = pk.in;
-    snprintf(name, sizeof name, "%s.g_idx", m->name);
-    if (!rc) rc = st_writer_add(wr, name, DT_I32, 1, shp, pk.g_idx);
-    gptq_packed_free(&pk);
     res->t_pack = progress_now() - t0;
-    if (rc) {
-        free(Wq);
-        return -1;
-    }
 
     if (m->eora_rank > 0) {
         t0 = progress_now();
@@ -223,44 +217,207 @@ static int quantize_linear(runner *r, layer_weights *lw, int mi, const hessian_a
         eo.seed = job->seed;
         eora_result er;
         memset(&er, 0, sizeof er);
-        rc = eora_compute(m->name, W, Wq, m->out, m->in, C, &eo, &er);
+        rc = eora_compute(m->name, W, out->Wq, m->out, m->in, C, &eo, &er);
         free(C);
         if (rc != 0) {
-            free(Wq);
+            outcome_free(out);
             return -1;
         }
         /* losses per calibration token, comparable across runs of different sizes */
         double n = h->count > 0 ? (double)h->count : 1;
         res->eora_before = er.loss_before / n;
         res->eora_after = er.loss_after / n;
-        dtype_t at = adapter_dtype(job, m->dtype);
-        int rk = er.rank;
-        round_through(er.A, (size_t)rk * m->in, at);
-        round_through(er.B, (size_t)m->out * rk, at);
-        int64_t sa[2] = {rk, m->in}, sb[2] = {m->out, rk};
-        runner_lora_name(m->name, "lora_A", name, sizeof name);
-        rc = st_writer_add_f32(wr, name, at, 2, sa, er.A);
-        runner_lora_name(m->name, "lora_B", name, sizeof name);
-        if (!rc) rc = st_writer_add_f32(wr, name, at, 2, sb, er.B);
-        if (rc) {
-            eora_result_free(&er);
-            free(Wq);
-            return -1;
-        }
-        /* the layer owns the adapter from here on */
-        free(l->lora_A);
-        free(l->lora_B);
-        l->lora_A = er.A;
-        l->lora_B = er.B;
-        l->lora_r = rk;
+        out->lora_dtype = adapter_dtype(job, m->dtype);
+        out->lora_rank = er.rank;
+        round_through(er.A, (size_t)er.rank * m->in, out->lora_dtype);
+        round_through(er.B, (size_t)m->out * er.rank, out->lora_dtype);
+        out->A = er.A;
+        out->B = er.B;
         er.A = er.B = NULL;
         eora_result_free(&er);
         res->t_eora = progress_now() - t0;
     }
-    memcpy(l->w, Wq, n_w * sizeof(float));
-    free(Wq);
     res->done = 1;
     return 0;
+}
+
+/* ---- moving an outcome from the rank that solved it to every rank ---- */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} byte_buf;
+
+static void put(byte_buf *b, const void *src, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+/* Copies the next n bytes into a new allocation (NULL for n == 0). */
+static void *take(const char **cur, size_t n)
+{
+    if (!n) return NULL;
+    void *d = xmalloc(n);
+    memcpy(d, *cur, n);
+    *cur += n;
+    return d;
+}
+
+static void outcome_sizes(const linear_outcome *o, const plan_module *m, size_t sz[6])
+{
+    const gptq_packed *pk = &o->pk;
+    sz[0] = (size_t)m->out * m->in * sizeof(float);
+    sz[1] = (size_t)pk->qw_rows * pk->out * sizeof(int32_t);
+    sz[2] = (size_t)pk->n_groups * pk->qz_cols * sizeof(int32_t);
+    sz[3] = (size_t)pk->n_groups * pk->out * sizeof(uint16_t);
+    sz[4] = (size_t)pk->in * sizeof(int32_t);
+    sz[5] = (size_t)o->lora_rank * (m->in + m->out) * sizeof(float);
+}
+
+/* The owner's outcome → every rank (same binary everywhere: the structs travel as bytes). */
+static void outcome_bcast(linear_outcome *o, const plan_module *m, int owner)
+{
+    byte_buf b = {0};
+    if (dist_rank() == owner) {
+        size_t sz[6];
+        outcome_sizes(o, m, sz);
+        put(&b, o, sizeof *o); /* scalars; the pointers in it are replaced on arrival */
+        put(&b, o->Wq, sz[0]);
+        put(&b, o->pk.qweight, sz[1]);
+        put(&b, o->pk.qzeros, sz[2]);
+        put(&b, o->pk.scales, sz[3]);
+        put(&b, o->pk.g_idx, sz[4]);
+        if (o->lora_rank) {
+            put(&b, o->A, (size_t)o->lora_rank * m->in * sizeof(float));
+            put(&b, o->B, (size_t)m->out * o->lora_rank * sizeof(float));
+        }
+    }
+    uint64_t len = b.len;
+    dist_bcast(&len, sizeof len, owner);
+    if (dist_rank() != owner) b.p = xmalloc(len);
+    dist_bcast(b.p, len, owner);
+    if (dist_rank() != owner) {
+        const char *cur = b.p;
+        memcpy(o, cur, sizeof *o);
+        cur += sizeof *o;
+        size_t sz[6];
+        outcome_sizes(o, m, sz);
+        o->Wq = take(&cur, sz[0]);
+        o->pk.qweight = take(&cur, sz[1]);
+        o->pk.qzeros = take(&cur, sz[2]);
+        o->pk.scales = take(&cur, sz[3]);
+        o->pk.g_idx = take(&cur, sz[4]);
+        o->A = take(&cur, (size_t)o->lora_rank * m->in * sizeof(float));
+        o->B = take(&cur, (size_t)m->out * o->lora_rank * sizeof(float));
+    }
+    free(b.p);
+}
+
+/* Install an outcome in the layer (every rank) and add its tensors to wr (rank 0: wr != NULL).
+ * orig receives the float weight (caller frees). The outcome is consumed. */
+static int install_linear(runner *r, layer_weights *lw, int mi, linear_outcome *o, st_writer *wr, float **orig)
+{
+    const plan_module *m = &r->plan->mods[mi];
+    linear_t *l = layer_linear(lw, m->short_name);
+    if (!l || l->out != m->out || l->in != m->in) {
+        outcome_free(o);
+        return err_set("%s: linear missing from layer %d or shape differs from the checkpoint", m->name, m->layer);
+    }
+    size_t n_w = (size_t)m->out * (size_t)m->in;
+    r->report->mods[mi] = o->res;
+    int rc = 0;
+    if (wr) {
+        const gptq_packed *pk = &o->pk;
+        char name[256];
+        int64_t shp[2];
+        shp[0] = pk->qw_rows;
+        shp[1] = pk->out;
+        snprintf(name, sizeof name, "%s.qweight", m->name);
+        rc = st_writer_add(wr, name, DT_I32, 2, shp, pk->qweight);
+        shp[0] = pk->n_groups;
+        shp[1] = pk->qz_cols;
+        snprintf(name, sizeof name, "%s.qzeros", m->name);
+        if (!rc) rc = st_writer_add(wr, name, DT_I32, 2, shp, pk->qzeros);
+        shp[0] = pk->n_groups;
+        shp[1] = pk->out;
+        snprintf(name, sizeof name, "%s.scales", m->name);
+        if (!rc) rc = st_writer_add(wr, name, DT_F16, 2, shp, pk->scales);
+        shp[0] = pk->in;
+        snprintf(name, sizeof name, "%s.g_idx", m->name);
+        if (!rc) rc = st_writer_add(wr, name, DT_I32, 1, shp, pk->g_idx);
+        if (!rc && o->lora_rank > 0) {
+            int64_t sa[2] = {o->lora_rank, m->in}, sb[2] = {m->out, o->lora_rank};
+            runner_lora_name(m->name, "lora_A", name, sizeof name);
+            rc = st_writer_add_f32(wr, name, o->lora_dtype, 2, sa, o->A);
+            runner_lora_name(m->name, "lora_B", name, sizeof name);
+            if (!rc) rc = st_writer_add_f32(wr, name, o->lora_dtype, 2, sb, o->B);
+        }
+    }
+    if (rc) {
+        outcome_free(o);
+        return -1;
+    }
+    /* the float weight is kept (propagate: float); the layer owns the adapter from here on */
+    *orig = xmalloc(n_w * sizeof(float));
+    memcpy(*orig, l->w, n_w * sizeof(float));
+    memcpy(l->w, o->Wq, n_w * sizeof(float));
+    if (o->lora_rank > 0) {
+        free(l->lora_A);
+        free(l->lora_B);
+        l->lora_A = o->A;
+        l->lora_B = o->B;
+        l->lora_r = o->lora_rank;
+        o->A = o->B = NULL;
+    }
+    outcome_free(o);
+    return 0;
+}
+
+/* Sum a tap's Hessian over the ranks (each accumulated its own calibration shard). */
+static void hessian_allreduce(hessian_acc *h)
+{
+    if (dist_size() == 1) return;
+    dist_allreduce_f64(h->sum, (size_t)h->n * (size_t)h->n);
+    dist_allreduce_i64(&h->count, 1);
+}
+
+/* The linears of stage s: solved round-robin across ranks (the k-th linear of the layer by
+ * rank k mod R), R at a time, each outcome broadcast and installed on every rank in module
+ * order (so rank 0 writes the tensors in the same order as a single process). *k_layer counts
+ * the layer's linears so far. */
+static int solve_stage(runner *r, layer_weights *lw, int s, int first, int last, const hessian_acc *h,
+                       st_writer *wr, float **orig, int *k_layer)
+{
+    const plan_module *mods = r->plan->mods;
+    int R = dist_size(), me = dist_rank();
+    int idx[64], n = 0;
+    for (int i = first; i < last; i++)
+        if (mods[i].stage == s && mods[i].quantize) {
+            if (n == (int)(sizeof idx / sizeof *idx)) return err_set("layer %d stage %d: too many linears", mods[i].layer, s);
+            idx[n++] = i;
+        }
+    int rc = 0;
+    for (int j0 = 0; j0 < n && !rc; j0 += R) {
+        int jn = j0 + R < n ? j0 + R : n;
+        linear_outcome *out = xcalloc((size_t)(jn - j0), sizeof *out);
+        for (int j = j0; j < jn && !rc; j++)
+            if ((*k_layer + j) % R == me) rc = solve_linear(r, lw, idx[j], h, &out[j - j0]);
+        /* a failed rank never reaches the broadcast: cmd_quantize aborts the job */
+        for (int j = j0; j < jn && !rc; j++) {
+            int owner = (*k_layer + j) % R;
+            if (R > 1) outcome_bcast(&out[j - j0], &mods[idx[j]], owner);
+            rc = install_linear(r, lw, idx[j], &out[j - j0], wr, &orig[idx[j] - first]);
+        }
+        for (int j = j0; j < jn; j++) outcome_free(&out[j - j0]);
+        free(out);
+    }
+    *k_layer += n;
+    return rc;
 }
 
 /* ---- the layer ---- */
@@ -324,9 +481,11 @@ int runner_layer(runner *r, int L, const char *tensors_path)
     int mix_w = layer_mix_width(r->cfg, r->cfg->layer_types[L]);
     act_store *mix = NULL;
     int rc = 0;
-    st_writer *wr = st_writer_open(tensors_path, NULL, 0);
-    if (!wr) rc = -1;
-    if (!rc) rc = st_writer_set_metadata(wr, "format", "pt");
+    int k_layer = 0; /* linears of this layer handed out so far (round-robin over ranks) */
+    /* rank 0 alone writes the layer's tensors */
+    st_writer *wr = dist_rank() == 0 ? st_writer_open(tensors_path, NULL, 0) : NULL;
+    if (dist_rank() == 0 && !wr) rc = -1;
+    if (wr) rc = st_writer_set_metadata(wr, "format", "pt");
 
     /* Without true_sequential every Hessian comes from the float layer: one pass for all. */
     if (!rc && !job->true_sequential) {
@@ -340,6 +499,8 @@ int runner_layer(runner *r, int L, const char *tensors_path)
         if (c.last >= 0) {
             double t0 = progress_now();
             rc = stream_pass(r, &lw, &c, NULL, NULL);
+            for (int t = 0; t < TAP_COUNT && !rc; t++)
+                if (h_live[t]) hessian_allreduce(&hacc[t]);
             double dt = progress_now() - t0;
             t_fwd += dt;
             passes++;
@@ -376,6 +537,7 @@ int runner_layer(runner *r, int L, const char *tensors_path)
                 }
                 if (!rc) rc = stream_pass(r, &lw, &c, NULL, NULL);
             }
+            if (!rc) hessian_allreduce(&hacc[tap]);
             h_time[tap] = progress_now() - t0;
             t_fwd += h_time[tap];
             passes++;
@@ -383,12 +545,10 @@ int runner_layer(runner *r, int L, const char *tensors_path)
             if (rc) break;
             if (r->prog) progress_stage(r->prog, L, s, n_st, what, (double)r->n_seqs * r->T, h_time[tap]);
         }
-        for (int i = first; i < last && !rc; i++) {
-            const plan_module *m = &plan->mods[i];
-            if (m->stage != s || !m->quantize) continue;
-            rc = quantize_linear(r, &lw, i, h_live[tap] ? &hacc[tap] : NULL, wr, &orig[i - first]);
-            r->report->mods[i].t_hessian = h_live[tap] ? h_time[tap] : 0;
-        }
+        rc = solve_stage(r, &lw, s, first, last, h_live[tap] ? &hacc[tap] : NULL, wr, orig, &k_layer);
+        for (int i = first; i < last && !rc; i++)
+            if (plan->mods[i].stage == s && plan->mods[i].quantize)
+                r->report->mods[i].t_hessian = h_live[tap] ? h_time[tap] : 0;
         if (h_live[tap] && h_last_stage[tap] == s) {
             hessian_free(&hacc[tap]);
             h_live[tap] = 0;
@@ -430,7 +590,7 @@ int runner_layer(runner *r, int L, const char *tensors_path)
     for (int i = 0; i < last - first; i++) free(orig[i]);
     free(orig);
     layer_weights_free(&lw);
-    if (!rc) rc = st_writer_finish(wr);
+    if (!rc && wr) rc = st_writer_finish(wr);
     else if (wr) st_writer_abort(wr);
     if (rc) return -1;
     layer_result *lr = &r->report->layers[L];
