@@ -34,7 +34,8 @@ all: $(BIN)/gptq-eora
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libgptqeora.a: $(LIB_OBJ)
 	@rm -f $@

@@ -648,11 +648,36 @@ TEST(golden_recipe_full_protocol)
 
 /* ---------------------------------------------------------------- our own quantize outputs */
 
+/* Writes the job text to <tmp>/<name>.yaml and runs it in-process; returns `out` (owned by the
+ * caller) or NULL (out freed) on failure. */
+static char *run_job(const char *name, const char *yaml, char *out)
+{
+    char file[128];
+    snprintf(file, sizeof file, "%s.yaml", name);
+    char *job_path = fs_join(test_tmpdir(), file);
+    job_t job;
+    memset(&job, 0, sizeof job);
+    pipeline_opts o = {.quiet = 1};
+    int rc = fs_write_atomic(job_path, yaml, strlen(yaml));
+    if (rc == 0) rc = job_load(job_path, &job);
+    if (rc == 0) {
+        rc = pipeline_run(&job, &o);
+        job_free(&job);
+    }
+    free(job_path);
+    if (rc != 0) {
+        fprintf(stderr, "quantize %s: %s\n", name, err_msg());
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
 /* Quantizes the tiny model with a small calibration (8 × 512 tokens of calib.jsonl) into
  * <tmp>/<name>: `method`, default bits, attention bits, EoRA rank. NULL on failure. */
 static char *quantize_tiny(const char *name, const char *method, int bits, int attn_bits, int rank)
 {
-    char *out = fs_join(test_tmpdir(), name), yaml[2048], *job_path = NULL;
+    char *out = fs_join(test_tmpdir(), name), yaml[2048];
     snprintf(yaml, sizeof yaml,
              "model: " TINY "\n"
              "output: %s\n"
@@ -675,25 +700,7 @@ static char *quantize_tiny(const char *name, const char *method, int bits, int a
              "  samples: 8\n"
              "  seq_len: 512\n",
              out, method, bits, attn_bits, rank);
-    char file[128];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    job_path = fs_join(test_tmpdir(), file);
-    job_t job;
-    memset(&job, 0, sizeof job);
-    pipeline_opts o = {.quiet = 1};
-    int rc = fs_write_atomic(job_path, yaml, strlen(yaml));
-    if (rc == 0) rc = job_load(job_path, &job);
-    if (rc == 0) {
-        rc = pipeline_run(&job, &o);
-        job_free(&job);
-    }
-    free(job_path);
-    if (rc != 0) {
-        fprintf(stderr, "quantize %s: %s\n", name, err_msg());
-        free(out);
-        return NULL;
-    }
-    return out;
+    return run_job(name, yaml, out);
 }
 
 /* Our 8-bit-everywhere checkpoint (RTN on the GPTQ grid): KLD small but positive (4 windows). */
@@ -765,25 +772,7 @@ static char *quantize_recipe_golden_calib(const char *name, int rank)
              "  samples: 128\n"
              "  seq_len: 512\n",
              out, rank);
-    char file[128];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    char *job_path = fs_join(test_tmpdir(), file);
-    job_t job;
-    memset(&job, 0, sizeof job);
-    pipeline_opts o = {.quiet = 1};
-    int rc = fs_write_atomic(job_path, yaml, strlen(yaml));
-    if (rc == 0) rc = job_load(job_path, &job);
-    if (rc == 0) {
-        rc = pipeline_run(&job, &o);
-        job_free(&job);
-    }
-    free(job_path);
-    if (rc != 0) {
-        fprintf(stderr, "quantize %s: %s\n", name, err_msg());
-        free(out);
-        return NULL;
-    }
-    return out;
+    return run_job(name, yaml, out);
 }
 
 /* Acceptance (quantize issue): on GPTQModel's calibration and the recipe, our GPTQ alone reaches

@@ -6,7 +6,6 @@
  * Scenarios: the collectives across 2 ranks; 1 rank under MPI byte-identical to the plain
  * build; 2 ranks ≈ 1 rank (codes ≥ 99.9% equal, KLD within 1%); a 2-rank run killed after a
  * layer resumes byte-identically (in RAM and spilled); an error on one rank ends every rank. */
-#include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "io/fsutil.h"
 #include "io/safetensors.h"
 #include "tests/testlib.h"
+#include "tests/testutil.h"
 #include "tools/dist.h"
 #include "tools/eval.h"
 
@@ -133,75 +133,6 @@ static void show_err(const char *err_file)
     err_clear();
 }
 
-static int files_equal(const char *a, const char *b)
-{
-    size_t la, lb;
-    char *x = fs_read_file(a, &la), *y = fs_read_file(b, &lb);
-    int eq = x && y && la == lb && memcmp(x, y, la) == 0;
-    free(x);
-    free(y);
-    return eq;
-}
-
-/* quant_log.csv without its time column. */
-static char *quant_log_sans_time(const char *path)
-{
-    size_t n;
-    char *t = fs_read_file(path, &n);
-    if (!t) return NULL;
-    char *out = xmalloc(n + 1), *o = out;
-    for (char *line = t, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        char *last = strrchr(line, ',');
-        size_t keep = last ? (size_t)(last - line) : strlen(line);
-        memcpy(o, line, keep);
-        o += keep;
-        *o++ = '\n';
-    }
-    *o = 0;
-    free(t);
-    return out;
-}
-
-/* Every file of two output trees identical (report.json skipped: timings; quant_log.csv
- * without its time column). Returns the number of differing or missing files. */
-static int compare_outputs(const char *ref, const char *got, int *n_files)
-{
-    static const char *subdirs[] = {"", "eora"};
-    int diffs = 0;
-    *n_files = 0;
-    for (int s = 0; s < 2; s++) {
-        char *dr = fs_join(ref, subdirs[s]), *dg = fs_join(got, subdirs[s]);
-        DIR *d = opendir(dr);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (e->d_name[0] == '.' || !strcmp(e->d_name, "eora") || !strcmp(e->d_name, "report.json")) continue;
-            char *a = fs_join(dr, e->d_name), *b = fs_join(dg, e->d_name);
-            (*n_files)++;
-            int same;
-            if (!strcmp(e->d_name, "quant_log.csv")) {
-                char *x = quant_log_sans_time(a), *y = quant_log_sans_time(b);
-                same = x && y && !strcmp(x, y);
-                free(x);
-                free(y);
-            } else {
-                same = files_equal(a, b);
-            }
-            if (!same) {
-                printf("    differs: %s vs %s\n", a, b);
-                diffs++;
-            }
-            free(a);
-            free(b);
-        }
-        if (d) closedir(d);
-        free(dr);
-        free(dg);
-    }
-    err_clear();
-    return diffs;
-}
 
 /* Runs job into its output dir and renames that to `keep` (the adapter config names the
  * output path, so runs that are compared byte for byte use the same output path). */
@@ -308,7 +239,7 @@ TEST(one_rank_under_mpi_is_byte_identical_to_plain_build)
     rc = run_and_keep(1, job, out, got, NULL, NULL, err);
     if (rc) show_err(err);
     REQUIRE(rc == 0);
-    int n_files = 0, diffs = compare_outputs(ref8, got, &n_files);
+    int n_files = 0, diffs = test_compare_outputs(ref8, got, &n_files);
     CHECK_MSG(diffs == 0 && n_files >= 10, "%d of %d files differ", diffs, n_files);
     free(out);
     free(job);
@@ -416,13 +347,13 @@ static void kill_and_resume(const char *tag, const char *budget, const char *act
     CHECK(rc == 0);
     rm_rf(resumed);
     REQUIRE(rename(out, resumed) == 0);
-    int n_files = 0, diffs = compare_outputs(full, resumed, &n_files);
+    int n_files = 0, diffs = test_compare_outputs(full, resumed, &n_files);
     CHECK_MSG(diffs == 0 && n_files >= 10, "%d of %d files differ", diffs, n_files);
     /* the same bytes as the 2-rank run without spilling (f32 spill files are exact) */
     if (budget) {
         char *ram = tmp_path("full-ram");
         if (fs_exists(ram)) {
-            diffs = compare_outputs(ram, full, &n_files);
+            diffs = test_compare_outputs(ram, full, &n_files);
             CHECK_MSG(diffs == 0, "spilled 2-rank run differs from the in-RAM one in %d files", diffs);
         }
         free(ram);

@@ -2,7 +2,6 @@
  * layer-0 Hessian, an end-to-end tiny run, resume after kills, spill == RAM, bad jobs. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -23,6 +22,7 @@
 #include "io/safetensors.h"
 #include "io/spill.h"
 #include "tests/testlib.h"
+#include "tests/testutil.h"
 #include "tools/pipeline.h"
 #include "tools/pipeline_output.h"
 #include "tools/pipeline_plan.h"
@@ -144,75 +144,6 @@ static int killed(int status)
     return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 }
 
-static int files_equal(const char *a, const char *b)
-{
-    size_t la, lb;
-    char *x = fs_read_file(a, &la), *y = fs_read_file(b, &lb);
-    int eq = x && y && la == lb && memcmp(x, y, la) == 0;
-    free(x);
-    free(y);
-    return eq;
-}
-
-/* quant_log.csv without its time column (the only run-dependent one). */
-static char *quant_log_sans_time(const char *path)
-{
-    size_t n;
-    char *t = fs_read_file(path, &n);
-    if (!t) return NULL;
-    char *out = xmalloc(n + 1), *o = out;
-    for (char *line = t, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        char *last = strrchr(line, ',');
-        size_t keep = last ? (size_t)(last - line) : strlen(line);
-        memcpy(o, line, keep);
-        o += keep;
-        *o++ = '\n';
-    }
-    *o = 0;
-    free(t);
-    return out;
-}
-
-/* Compares every file of two output trees: identical bytes, except report.json (timings)
- * and quant_log.csv's time column. Returns the number of differing files. */
-static int compare_outputs(const char *ref, const char *got, int *n_files)
-{
-    static const char *subdirs[] = {"", "eora"};
-    int diffs = 0;
-    *n_files = 0;
-    for (int s = 0; s < 2; s++) {
-        char *dr = fs_join(ref, subdirs[s]), *dg = fs_join(got, subdirs[s]);
-        DIR *d = opendir(dr);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (e->d_name[0] == '.' || !strcmp(e->d_name, "eora") || !strcmp(e->d_name, "report.json")) continue;
-            char *a = fs_join(dr, e->d_name), *b = fs_join(dg, e->d_name);
-            (*n_files)++;
-            int same;
-            if (!strcmp(e->d_name, "quant_log.csv")) {
-                char *x = quant_log_sans_time(a), *y = quant_log_sans_time(b);
-                same = x && y && !strcmp(x, y);
-                free(x);
-                free(y);
-            } else {
-                same = files_equal(a, b);
-            }
-            if (!same) {
-                printf("    differs: %s vs %s\n", a, b);
-                diffs++;
-            }
-            free(a);
-            free(b);
-        }
-        if (d) closedir(d);
-        free(dr);
-        free(dg);
-    }
-    err_clear();
-    return diffs;
-}
 
 /* ------------------------------------------------------------------ io/spill, io/journal */
 
@@ -757,7 +688,7 @@ TEST(resume_after_kills_is_byte_identical)
     st = run_cli(jp, 1, NULL, NULL);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     int n_files = 0;
-    CHECK(compare_outputs(e2e_ref, out, &n_files) == 0);
+    CHECK(test_compare_outputs(e2e_ref, out, &n_files) == 0);
     CHECK(n_files >= 9);
     free(cfg);
     free(model);
@@ -804,7 +735,7 @@ TEST(spilled_run_equals_in_ram_run)
     CHECK_MSG(!fs_exists(spill), "spill directory left behind");
     free(spill);
     int n_files = 0;
-    CHECK(compare_outputs(e2e_ref, out, &n_files) == 0);
+    CHECK(test_compare_outputs(e2e_ref, out, &n_files) == 0);
     CHECK(n_files >= 9);
     free(jp);
     free(out);

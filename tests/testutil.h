@@ -15,4 +15,9 @@ void test_rm_rf(const char *path);
 /* One step of Marsaglia's xorshift64 (13, 7, 17) on *state (must start non-zero). */
 uint64_t test_xorshift64(uint64_t *state);
 
+/* Every file of two quantize output trees (and their eora/) identical, report.json skipped
+ * (timings) and quant_log.csv compared without its time column; differing files printed.
+ * Returns the number of differing or missing files; *n_files = files compared. */
+int test_compare_outputs(const char *ref, const char *got, int *n_files);
+
 #endif
