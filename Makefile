@@ -60,7 +60,7 @@ test: $(BIN)/gptq-eora $(TEST_BIN)
 
 # Same suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build tree.
 test-asan:
-	$(MAKE) BUILD=build/asan BIN=build/asan/bin OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	TEST_SKIP_SLOW=1 $(MAKE) BUILD=build/asan BIN=build/asan/bin OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDLIBS="$(LDLIBS) -fsanitize=address,undefined" test
 
 # Multi-process runs: the MPI build in build/mpi, checked against this (MPI-free) build's binary.

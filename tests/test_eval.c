@@ -629,7 +629,7 @@ TEST(quantized_lm_head_is_used)
 
 /* Acceptance: the full protocol (64 × 512) against transformers' numbers for the base model
  * and GPTQModel's own checkpoint of the recipe (GOLDEN.md). */
-TEST(golden_recipe_full_protocol)
+TEST_SLOW(golden_recipe_full_protocol)
 {
     eval_result r;
     int rc = run_eval(RECIPE, NULL, 64, &r);
@@ -778,7 +778,7 @@ static char *quantize_recipe_golden_calib(const char *name, int rank)
 /* Acceptance (quantize issue): on GPTQModel's calibration and the recipe, our GPTQ alone reaches
  * at least GPTQModel's own quality (mean KLD ≤ 0.0243 on the full eval protocol, GOLDEN.md), and
  * EoRA-64 is clearly lower (we require ≤ 75% of it). */
-TEST(quality_bar_against_gptqmodel_recipe)
+TEST_SLOW(quality_bar_against_gptqmodel_recipe)
 {
     char *gptq = quantize_recipe_golden_calib("recipe-gptq", 0), *eora = quantize_recipe_golden_calib("recipe-eora", 64);
     REQUIRE(gptq && eora);

@@ -15,6 +15,7 @@
 
 typedef void (*test_fn)(void);
 void test_register(const char *name, test_fn fn);
+void test_register_slow(const char *name, test_fn fn);
 void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* scratch directory for this test binary (created on first use, removed at exit if all pass) */
 const char *test_tmpdir(void);
@@ -24,6 +25,17 @@ const char *test_tmpdir(void);
     __attribute__((constructor)) static void register_##name(void)                   \
     {                                                                                \
         test_register(#name, test_##name);                                           \
+    }                                                                                \
+    static void test_##name(void)
+
+/* A test that runs the full end-to-end protocol (minutes under a sanitizer). It runs in
+ * `make test`; `make test-asan` sets TEST_SKIP_SLOW=1 and reports it as skipped, since the code
+ * paths it exercises are covered there by the smaller tests. */
+#define TEST_SLOW(name)                                                              \
+    static void test_##name(void);                                                   \
+    __attribute__((constructor)) static void register_##name(void)                   \
+    {                                                                                \
+        test_register_slow(#name, test_##name);                                      \
     }                                                                                \
     static void test_##name(void)
 
