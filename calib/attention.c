@@ -18,15 +18,17 @@
 void rope_tables(int T, int R, double theta, float *cos_t, float *sin_t)
 {
     const int h = R / 2;
-    for (int j = 0; j < h; j++) {
-        /* fp32 like transformers: inv_freq = 1 / θ^(2j/R), angle = pos · inv_freq */
-        float inv = 1.0f / powf((float)theta, (float)(2 * j) / (float)R);
-        for (int t = 0; t < T; t++) {
-            float ang = (float)t * inv;
+    float *inv = xmalloc((size_t)(h > 0 ? h : 1) * sizeof(float));
+    /* fp32 like transformers: inv_freq = 1 / θ^(2j/R), angle = pos · inv_freq */
+    for (int j = 0; j < h; j++) inv[j] = 1.0f / powf((float)theta, (float)(2 * j) / (float)R);
+#pragma omp parallel for schedule(static) if ((int64_t)T * h >= 16384)
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < h; j++) {
+            float ang = (float)t * inv[j];
             cos_t[(size_t)t * h + j] = (float)cos((double)ang);
             sin_t[(size_t)t * h + j] = (float)sin((double)ang);
         }
-    }
+    free(inv);
 }
 
 void rope_apply(float *x, int R, const float *c, const float *s)
@@ -83,6 +85,7 @@ HOT static void attention_qblock(const float *q, const float *kt, const float *v
                                  int r, int D, float scale, int t0, int t1, int kblock, float *S,
                                  float *m, float *l)
 {
+    const unsigned fpstate = ftz_on();
     const int rows = (t1 - t0) * r;
     const float *qb = q + (size_t)t0 * r * D;
     float *ob = o + (size_t)t0 * r * D;
@@ -99,6 +102,7 @@ HOT static void attention_qblock(const float *q, const float *kt, const float *v
         float inv = 1.0f / l[i];
         for (int c = 0; c < D; c++) ob[(size_t)i * D + c] *= inv;
     }
+    ftz_restore(fpstate);
 }
 
 /* All products here are small per-block GEMMs, done with register-tiled loops inside one
@@ -109,12 +113,17 @@ void attention_causal_blocked(const float *q, const float *k, const float *v, fl
 {
     if (qblock <= 0) qblock = 64;
     if (kblock <= 0) kblock = 128;
-    float *kt = xmalloc_aligned((size_t)T * D * sizeof(float));
-    for (int t = 0; t < T; t++)
-        for (int c = 0; c < D; c++) kt[(size_t)c * T + t] = k[(size_t)t * D + c];
+    float *kt = fwd_alloc((size_t)T * D * sizeof(float));
     const int nblocks = (T + qblock - 1) / qblock;
 #pragma omp parallel if (nblocks > 1 && (int64_t)T * T * r * D >= (1 << 22))
     {
+        /* K transposed, 16 positions at a time (contiguous writes of each kt row) */
+#pragma omp for schedule(static)
+        for (int t0 = 0; t0 < T; t0 += 16) {
+            const int t1 = t0 + 16 < T ? t0 + 16 : T;
+            for (int c = 0; c < D; c++)
+                for (int t = t0; t < t1; t++) kt[(size_t)c * T + t] = k[(size_t)t * D + c];
+        }
         const int maxrows = qblock * r;
         float *S = xmalloc_aligned((size_t)maxrows * kblock * sizeof(float));
         float *m = xmalloc((size_t)maxrows * sizeof(float)), *l = xmalloc((size_t)maxrows * sizeof(float));
@@ -139,22 +148,24 @@ void attention_core(const model_config *cfg, const layer_weights *lw, const floa
     const int qw = gated ? 2 * D : D; /* per-head width of q_proj's output */
     const int64_t N = (int64_t)B * T;
     const float eps = (float)cfg->rms_eps;
-    float *qg = xmalloc_aligned((size_t)N * H * qw * sizeof(float));
-    float *kk = xmalloc_aligned((size_t)N * G * D * sizeof(float));
-    float *vv = xmalloc_aligned((size_t)N * G * D * sizeof(float));
+    double tp = fwd_prof_on ? fwd_prof_now() : 0;
+    float *qg = fwd_alloc((size_t)N * H * qw * sizeof(float));
+    float *kk = fwd_alloc((size_t)N * G * D * sizeof(float));
+    float *vv = fwd_alloc((size_t)N * G * D * sizeof(float));
     linear_apply(&lw->q_proj, x, N, qg);
     linear_apply(&lw->k_proj, x, N, kk);
     linear_apply(&lw->v_proj, x, N, vv);
+    tp = fwd_prof_add(FP_LINEAR, tp);
 
     float *cs = xmalloc((size_t)T * (R / 2 + 1) * sizeof(float));
     float *sn = xmalloc((size_t)T * (R / 2 + 1) * sizeof(float));
     if (R > 0) rope_tables(T, R, cfg->rope_theta, cs, sn);
 
     /* repack: Q [B, G, T, r, D], K/V [B, G, T, D]; norms and RoPE on the way */
-    float *Q = xmalloc_aligned((size_t)N * H * D * sizeof(float));
-    float *K = xmalloc_aligned((size_t)N * G * D * sizeof(float));
-    float *V = xmalloc_aligned((size_t)N * G * D * sizeof(float));
-    float *O = xmalloc_aligned((size_t)N * H * D * sizeof(float));
+    float *Q = fwd_alloc((size_t)N * H * D * sizeof(float));
+    float *K = fwd_alloc((size_t)N * G * D * sizeof(float));
+    float *V = fwd_alloc((size_t)N * G * D * sizeof(float));
+    float *O = fwd_alloc((size_t)N * H * D * sizeof(float));
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const int64_t b = n / T;
@@ -178,6 +189,7 @@ void attention_core(const model_config *cfg, const layer_weights *lw, const floa
     free(vv);
     free(cs);
     free(sn);
+    tp = fwd_prof_add(FP_ATT_PREP, tp);
 
     const float scale = (float)(1.0 / sqrt((double)D));
     for (int b = 0; b < B; b++)
@@ -186,6 +198,7 @@ void attention_core(const model_config *cfg, const layer_weights *lw, const floa
             attention_causal_blocked(Q + off * r * D, K + off * D, V + off * D, O + off * r * D, T,
                                      r, D, scale, 0, 0);
         }
+    tp = fwd_prof_add(FP_ATT_CORE, tp);
 
     /* back to [B·T, H·D], times the sigmoid output gate (second half of each head's q slot) */
 #pragma omp parallel for schedule(static)
@@ -205,4 +218,5 @@ void attention_core(const model_config *cfg, const layer_weights *lw, const floa
     free(K);
     free(V);
     free(O);
+    fwd_prof_add(FP_ATT_OUT, tp);
 }

@@ -63,77 +63,105 @@ HOT void delta_rule_recurrent(const delta_rule_args *a, float *state)
     if (!state) free(S);
 }
 
-HOT void delta_rule_chunked(const delta_rule_args *a, int C, float *state)
+HOT void delta_rule_chunked_heads(const delta_rule_args *a, int nh, int C, float **states)
 {
     if (C <= 0) C = 64;
-    const int dk = a->dk, dv = a->dv;
-    float *S = state ? state : xcalloc((size_t)dk * dv, sizeof(float));
-    /* one scratch block: K, Q, W, Kd [C, dk]; U, Vn [C, dv]; A, P [C, C]; γ [C] */
+    const unsigned fpstate = ftz_on();
+    const int dk = a[0].dk, dv = a[0].dv, T = a[0].T;
+    /* shared per chunk: K, Q [C, dk]; KK = K·Kᵀ, QK = Q·Kᵀ [C, C] (lower triangle) */
     size_t nk = (size_t)C * dk, nv = (size_t)C * dv, nc = (size_t)C * C;
-    float *buf = xmalloc_aligned((4 * nk + 2 * nv + 2 * nc + C) * sizeof(float));
-    float *K = buf, *Q = K + nk, *W = Q + nk, *Kd = W + nk, *U = Kd + nk, *Vn = U + nv,
-          *A = Vn + nv, *P = A + nc, *gam = P + nc;
+    float *shared = xmalloc_aligned((2 * nk + 2 * nc) * sizeof(float));
+    float *K = shared, *Q = K + nk, *KK = Q + nk, *QK = KK + nc;
+    /* per head: its state, then Qh, W, Kd [C, dk]; U, Vn [C, dv]; A, P [C, C]; γ [C] */
+    const size_t per = (size_t)dk * dv + 3 * nk + 2 * nv + 2 * nc + C;
+    float *heads = xmalloc_aligned((size_t)nh * per * sizeof(float));
+    for (int h = 0; h < nh; h++) {
+        float *S = heads + (size_t)h * per;
+        if (states && states[h]) memcpy(S, states[h], (size_t)dk * dv * sizeof(float));
+        else memset(S, 0, (size_t)dk * dv * sizeof(float));
+    }
 
-    for (int t0 = 0; t0 < a->T; t0 += C) {
-        const int L = a->T - t0 < C ? a->T - t0 : C;
-        float acc = 0;
+    for (int t0 = 0; t0 < T; t0 += C) {
+        const int L = T - t0 < C ? T - t0 : C;
         for (int i = 0; i < L; i++) {
             const int64_t t = t0 + i;
-            memcpy(K + (size_t)i * dk, a->k + t * a->ldk, (size_t)dk * sizeof(float));
-            memcpy(Q + (size_t)i * dk, a->q + t * a->ldq, (size_t)dk * sizeof(float));
-            acc += a->g[t * a->ldg];
-            gam[i] = acc;
+            memcpy(K + (size_t)i * dk, a[0].k + t * a[0].ldk, (size_t)dk * sizeof(float));
+            memcpy(Q + (size_t)i * dk, a[0].q + t * a[0].ldq, (size_t)dk * sizeof(float));
         }
-        /* A (strictly lower) and P (lower incl. diagonal) */
         for (int i = 0; i < L; i++) {
-            const float bi = a->beta[(int64_t)(t0 + i) * a->ldb];
             const float *ki = K + (size_t)i * dk, *qi = Q + (size_t)i * dk;
             for (int j = 0; j <= i; j++) {
                 const float *kj = K + (size_t)j * dk;
-                float dec = expf(gam[i] - gam[j]);
-                if (j < i) A[(size_t)i * C + j] = bi * dec * dotf(ki, kj, dk);
-                P[(size_t)i * C + j] = dec * dotf(qi, kj, dk);
-            }
-            for (int j = i + 1; j < L; j++) P[(size_t)i * C + j] = 0;
-        }
-        /* right-hand sides, then forward substitution with the unit lower-triangular I + A;
-         * W is solved negated (−β e^γ K on the right) so V' = U + W·S is an accumulation */
-        for (int i = 0; i < L; i++) {
-            const int64_t t = t0 + i;
-            const float bi = a->beta[t * a->ldb], eg = -bi * expf(gam[i]);
-            const float *v = a->v + t * a->ldv, *ki = K + (size_t)i * dk;
-            float *ui = U + (size_t)i * dv, *wi = W + (size_t)i * dk;
-            for (int c = 0; c < dv; c++) ui[c] = bi * v[c];
-            for (int c = 0; c < dk; c++) wi[c] = eg * ki[c];
-            for (int j = 0; j < i; j++) {
-                const float aij = A[(size_t)i * C + j];
-                axpyf(ui, -aij, U + (size_t)j * dv, dv);
-                axpyf(wi, -aij, W + (size_t)j * dk, dk);
+                if (j < i) KK[(size_t)i * C + j] = dotf(ki, kj, dk);
+                QK[(size_t)i * C + j] = dotf(qi, kj, dk);
             }
         }
-        /* V' = U − W·S ; O = (e^γ Q)·S + P·V' */
-        for (int i = 0; i < L; i++) {
-            const float eg = expf(gam[i]);
-            for (int c = 0; c < dk; c++) Q[(size_t)i * dk + c] *= eg;
+        for (int h = 0; h < nh; h++) {
+            const delta_rule_args *ah = a + h;
+            float *S = heads + (size_t)h * per, *Qh = S + (size_t)dk * dv, *W = Qh + nk, *Kd = W + nk,
+                  *U = Kd + nk, *Vn = U + nv, *A = Vn + nv, *P = A + nc, *gam = P + nc;
+            float acc = 0;
+            for (int i = 0; i < L; i++) {
+                acc += ah->g[(int64_t)(t0 + i) * ah->ldg];
+                gam[i] = acc;
+            }
+            /* A (strictly lower) and P (lower incl. diagonal) */
+            for (int i = 0; i < L; i++) {
+                const float bi = ah->beta[(int64_t)(t0 + i) * ah->ldb];
+                for (int j = 0; j <= i; j++) {
+                    float dec = expf(gam[i] - gam[j]);
+                    if (j < i) A[(size_t)i * C + j] = bi * dec * KK[(size_t)i * C + j];
+                    P[(size_t)i * C + j] = dec * QK[(size_t)i * C + j];
+                }
+                for (int j = i + 1; j < L; j++) P[(size_t)i * C + j] = 0;
+            }
+            /* right-hand sides, then forward substitution with the unit lower-triangular I + A;
+             * W is solved negated (−β e^γ K on the right) so V' = U + W·S is an accumulation */
+            for (int i = 0; i < L; i++) {
+                const int64_t t = t0 + i;
+                const float bi = ah->beta[t * ah->ldb], eg = -bi * expf(gam[i]);
+                const float *v = ah->v + t * ah->ldv, *ki = K + (size_t)i * dk;
+                float *ui = U + (size_t)i * dv, *wi = W + (size_t)i * dk;
+                for (int c = 0; c < dv; c++) ui[c] = bi * v[c];
+                for (int c = 0; c < dk; c++) wi[c] = eg * ki[c];
+                for (int j = 0; j < i; j++) {
+                    const float aij = A[(size_t)i * C + j];
+                    axpyf(ui, -aij, U + (size_t)j * dv, dv);
+                    axpyf(wi, -aij, W + (size_t)j * dk, dk);
+                }
+            }
+            /* V' = U − W·S ; O = (e^γ Q)·S + P·V' */
+            for (int i = 0; i < L; i++) {
+                const float eg = expf(gam[i]);
+                for (int c = 0; c < dk; c++) Qh[(size_t)i * dk + c] = Q[(size_t)i * dk + c] * eg;
+            }
+            memcpy(Vn, U, (size_t)L * dv * sizeof(float));
+            gemm_acc(L, dv, dk, W, dk, 1, S, dv, Vn, dv);
+            memset(U, 0, (size_t)L * dv * sizeof(float)); /* U now holds the chunk's output */
+            gemm_acc(L, dv, dk, Qh, dk, 1, S, dv, U, dv);
+            gemm_acc(L, dv, L, P, C, 1, Vn, dv, U, dv); /* P is zero above the diagonal */
+            for (int i = 0; i < L; i++)
+                memcpy(ah->o + (int64_t)(t0 + i) * ah->ldo, U + (size_t)i * dv, (size_t)dv * sizeof(float));
+            /* carry the state to the next chunk */
+            const float glast = gam[L - 1], elast = expf(glast);
+            for (int i = 0; i < L; i++) {
+                const float d = expf(glast - gam[i]);
+                for (int c = 0; c < dk; c++) Kd[(size_t)i * dk + c] = d * K[(size_t)i * dk + c];
+            }
+            for (size_t i = 0; i < (size_t)dk * dv; i++) S[i] *= elast;
+            gemm_acc(dk, dv, L, Kd, 1, dk, Vn, dv, S, dv); /* S += Kdᵀ·V' */
         }
-        memcpy(Vn, U, (size_t)L * dv * sizeof(float));
-        gemm_acc(L, dv, dk, W, dk, 1, S, dv, Vn, dv);
-        memset(U, 0, (size_t)L * dv * sizeof(float)); /* U now holds the chunk's output */
-        gemm_acc(L, dv, dk, Q, dk, 1, S, dv, U, dv);
-        gemm_acc(L, dv, L, P, C, 1, Vn, dv, U, dv); /* P is zero above the diagonal */
-        for (int i = 0; i < L; i++)
-            memcpy(a->o + (int64_t)(t0 + i) * a->ldo, U + (size_t)i * dv, (size_t)dv * sizeof(float));
-        /* carry the state to the next chunk */
-        const float glast = gam[L - 1], elast = expf(glast);
-        for (int i = 0; i < L; i++) {
-            const float d = expf(glast - gam[i]);
-            for (int c = 0; c < dk; c++) Kd[(size_t)i * dk + c] = d * K[(size_t)i * dk + c];
-        }
-        for (size_t i = 0; i < (size_t)dk * dv; i++) S[i] *= elast;
-        gemm_acc(dk, dv, L, Kd, 1, dk, Vn, dv, S, dv); /* S += Kdᵀ·V' */
     }
-    free(buf);
-    if (!state) free(S);
+    for (int h = 0; h < nh; h++)
+        if (states && states[h]) memcpy(states[h], heads + (size_t)h * per, (size_t)dk * dv * sizeof(float));
+    free(shared);
+    free(heads);
+    ftz_restore(fpstate);
+}
+
+void delta_rule_chunked(const delta_rule_args *a, int C, float *state)
+{
+    delta_rule_chunked_heads(a, 1, C, &state);
 }
 
 HOT void causal_conv1d_silu(const float *x, const float *w, float *y, int T, int C, int K)
@@ -162,19 +190,22 @@ void deltanet_core(const model_config *cfg, const layer_weights *lw, const float
               dv = cfg->lin_v_dim, K = cfg->conv_kernel, rep = Hv / Hk;
     const int cd = 2 * Hk * dk + Hv * dv; /* conv channels: q | k | v */
     const int64_t N = (int64_t)B * T;
-    float *mixed = xmalloc_aligned((size_t)N * cd * sizeof(float));
-    float *conv = xmalloc_aligned((size_t)N * cd * sizeof(float));
-    float *z = xmalloc_aligned((size_t)N * Hv * dv * sizeof(float));
+    double tp = fwd_prof_on ? fwd_prof_now() : 0;
+    float *mixed = fwd_alloc((size_t)N * cd * sizeof(float));
+    float *conv = fwd_alloc((size_t)N * cd * sizeof(float));
+    float *z = fwd_alloc((size_t)N * Hv * dv * sizeof(float));
     float *av = xmalloc((size_t)N * Hv * sizeof(float)), *bv = xmalloc((size_t)N * Hv * sizeof(float));
-    float *core = xmalloc_aligned((size_t)N * Hv * dv * sizeof(float));
+    float *core = fwd_alloc((size_t)N * Hv * dv * sizeof(float));
 
     linear_apply(&lw->in_proj_qkv, x, N, mixed);
     linear_apply(&lw->in_proj_z, x, N, z);
     linear_apply(&lw->in_proj_a, x, N, av);
     linear_apply(&lw->in_proj_b, x, N, bv);
+    tp = fwd_prof_add(FP_LINEAR, tp);
     for (int b = 0; b < B; b++)
         causal_conv1d_silu(mixed + (size_t)b * T * cd, lw->conv1d, conv + (size_t)b * T * cd, T, cd, K);
     free(mixed);
+    tp = fwd_prof_add(FP_CONV, tp);
 
     /* β = sigmoid(b) (in bv), g = −e^{A_log}·softplus(a + dt_bias) (in av) */
 #pragma omp parallel for schedule(static)
@@ -192,25 +223,33 @@ void deltanet_core(const model_config *cfg, const layer_weights *lw, const float
             l2norm_scale(row + (size_t)(Hk + h) * dk, dk, 1e-6f, 1.0f);
         }
     }
-    /* one task per (sequence, value head); key head h serves value heads h·rep … h·rep+rep−1 */
+    tp = fwd_prof_add(FP_GATES, tp);
+    /* one task per (sequence, key head), covering the rep value heads it serves: their
+     * chunks share the K·Kᵀ and Q·Kᵀ dot products */
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int task = 0; task < B * Hv; task++) {
-        int b = task / Hv, hv = task % Hv, hk = hv / rep;
+    for (int task = 0; task < B * Hk; task++) {
+        int b = task / Hk, hk = task % Hk;
         const float *base = conv + (size_t)b * T * cd;
-        delta_rule_args a = {
-            .T = T, .dk = dk, .dv = dv,
-            .q = base + (size_t)hk * dk, .k = base + (size_t)(Hk + hk) * dk,
-            .v = base + (size_t)2 * Hk * dk + (size_t)hv * dv,
-            .beta = bv + (size_t)b * T * Hv + hv, .g = av + (size_t)b * T * Hv + hv,
-            .ldq = cd, .ldk = cd, .ldv = cd, .ldb = Hv, .ldg = Hv, .ldo = (int64_t)Hv * dv,
-            .o = core + (size_t)b * T * Hv * dv + (size_t)hv * dv,
-        };
-        delta_rule_chunked(&a, 64, NULL);
+        delta_rule_args a[rep];
+        for (int j = 0; j < rep; j++) {
+            const int hv = hk * rep + j;
+            a[j] = (delta_rule_args){
+                .T = T, .dk = dk, .dv = dv,
+                .q = base + (size_t)hk * dk, .k = base + (size_t)(Hk + hk) * dk,
+                .v = base + (size_t)2 * Hk * dk + (size_t)hv * dv,
+                .beta = bv + (size_t)b * T * Hv + hv, .g = av + (size_t)b * T * Hv + hv,
+                .ldq = cd, .ldk = cd, .ldv = cd, .ldb = Hv, .ldg = Hv, .ldo = (int64_t)Hv * dv,
+                .o = core + (size_t)b * T * Hv * dv + (size_t)hv * dv,
+            };
+        }
+        delta_rule_chunked_heads(a, rep, 64, NULL);
     }
+    tp = fwd_prof_add(FP_DELTA, tp);
     rmsnorm_gated(core, lw->lin_norm, z, y, N * Hv, dv, (float)cfg->rms_eps);
     free(conv);
     free(z);
     free(av);
     free(bv);
     free(core);
+    fwd_prof_add(FP_GNORM, tp);
 }

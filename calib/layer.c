@@ -1,16 +1,43 @@
 /* layer — one Qwen3.5 decoder layer over B sequences with input taps, the linear primitive,
  * the true-sequential stage table, and the head (final norm + lm_head).
  *   h = h + mixer(input_layernorm(h));  h = h + down(silu(gate(x)) ⊙ up(x)), x = post_norm(h)
- * The residual stream is built in a scratch buffer and copied to h_out only when the layer ran
- * to its end, so a tap that stops the layer leaves h_out untouched. */
+ * With taps, the residual stream is built in a scratch buffer and copied to h_out only when the
+ * layer ran to its end, so a tap that stops the layer leaves h_out untouched; without taps it is
+ * built in h_out directly. Large activation buffers come from fwd_alloc (huge pages). */
 #include <cblas.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 
 #include "calib/model.h"
 #include "calib/model_kernels.h"
 #include "io/err.h"
+
+int fwd_prof_on;
+double fwd_prof[FP_COUNT];
+const char *const fwd_phase_names[FP_COUNT] = {"norm+residual", "linears (BLAS)", "conv+silu",
+                                                "beta/g/l2norm", "delta rule", "gated norm",
+                                                "attn prep", "attn core", "attn gate", "swiglu"};
+
+double fwd_prof_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+void *fwd_alloc(size_t bytes)
+{
+    enum { BIG = 4 << 20, HUGE = 2 << 20 };
+    if (bytes < BIG) return xmalloc_aligned(bytes);
+    void *p = NULL;
+    size_t n = (bytes + HUGE - 1) / HUGE * HUGE;
+    if (posix_memalign(&p, HUGE, n)) return xmalloc_aligned(bytes); /* reports out-of-memory */
+    (void)madvise(p, n, MADV_HUGEPAGE); /* advice only: without THP the pages stay 4 KiB */
+    return p;
+}
 
 const char *tap_name(tap_id t)
 {
@@ -72,6 +99,23 @@ void linear_apply(const linear_t *l, const float *x, int64_t rows, float *y)
     }
 }
 
+/* [omp] y = a + b over n elements (y may be a or b) */
+static void add_into(float *y, const float *a, const float *b, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+/* [omp] memcpy of n floats split over the threads (a serial copy of a fresh [tokens, d] buffer
+ * is one core's page faults and bandwidth) */
+static void copy_par(float *dst, const float *src, int64_t n)
+{
+    const int64_t step = 1 << 16;
+#pragma omp parallel for schedule(static) if (n >= 4 * step)
+    for (int64_t i = 0; i < n; i += step)
+        memcpy(dst + i, src + i, (size_t)(n - i < step ? n - i : step) * sizeof(float));
+}
+
 static int check_shapes(const model_config *cfg, const layer_weights *lw)
 {
     if (lw->type == LAYER_FULL_ATTN) {
@@ -105,28 +149,37 @@ int layer_forward(const model_config *cfg, const layer_weights *lw, const float 
     const float eps = (float)cfg->rms_eps;
     int rc = 1;
 
-    float *res = xmalloc_aligned((size_t)N * d * sizeof(float)); /* residual stream */
-    float *xn = xmalloc_aligned((size_t)N * d * sizeof(float));  /* normed input / branch output */
-    float *mix = xmalloc_aligned((size_t)N * mix_w * sizeof(float));
-    memcpy(res, h_in, (size_t)N * d * sizeof(float));
+    /* residual stream: without taps nothing can stop the layer, so it is built in h_out itself */
+    float *res = tap ? fwd_alloc((size_t)N * d * sizeof(float)) : h_out;
+    float *xn = fwd_alloc((size_t)N * d * sizeof(float)); /* normed input / branch output */
+    float *mix = fwd_alloc((size_t)N * mix_w * sizeof(float));
+    double tp = fwd_prof_on ? fwd_prof_now() : 0;
 
-    rmsnorm_zc(res, lw->input_norm, xn, N, d, eps);
+    rmsnorm_zc(h_in, lw->input_norm, xn, N, d, eps);
+    tp = fwd_prof_add(FP_NORM, tp);
     if (tap && tap(ctx, full ? TAP_ATTN_QKV : TAP_LIN_IN, xn, N, d)) goto out;
     if (full)
         attention_core(cfg, lw, xn, B, T, mix);
     else
         deltanet_core(cfg, lw, xn, B, T, mix);
     if (tap && tap(ctx, full ? TAP_ATTN_O : TAP_LIN_OUT, mix, N, mix_w)) goto out;
+    tp = fwd_prof_on ? fwd_prof_now() : 0;
     linear_apply(full ? &lw->o_proj : &lw->out_proj, mix, N, xn);
-    add_inplace(res, xn, N * d);
+    tp = fwd_prof_add(FP_LINEAR, tp);
+    add_into(res, h_in, xn, N * d); /* res = h_in + mixer output (h_out may be h_in) */
     free(mix);
     mix = NULL;
+    tp = fwd_prof_add(FP_NORM, tp);
 
     if (layer_mlp_residual(cfg, lw, res, xn, N, tap, ctx)) goto out;
-    memcpy(h_out, res, (size_t)N * d * sizeof(float));
+    if (res != h_out) {
+        tp = fwd_prof_on ? fwd_prof_now() : 0;
+        copy_par(h_out, res, N * d);
+        fwd_prof_add(FP_NORM, tp);
+    }
     rc = 0;
 out:
-    free(res);
+    if (res != h_out) free(res);
     free(xn);
     free(mix);
     return rc;
@@ -136,18 +189,26 @@ int layer_mlp_residual(const model_config *cfg, const layer_weights *lw, float *
                        tap_fn tap, void *ctx)
 {
     const int d = cfg->hidden, inter = cfg->intermediate;
+    double tp = fwd_prof_on ? fwd_prof_now() : 0;
     rmsnorm_zc(res, lw->post_norm, xn, N, d, (float)cfg->rms_eps);
+    tp = fwd_prof_add(FP_NORM, tp);
     if (tap && tap(ctx, TAP_MLP_IN, xn, N, d)) return 1;
-    float *gt = xmalloc_aligned((size_t)N * inter * sizeof(float));
-    float *up = xmalloc_aligned((size_t)N * inter * sizeof(float));
+    tp = fwd_prof_on ? fwd_prof_now() : 0;
+    float *gt = fwd_alloc((size_t)N * inter * sizeof(float));
+    float *up = fwd_alloc((size_t)N * inter * sizeof(float));
     linear_apply(&lw->gate_proj, xn, N, gt);
     linear_apply(&lw->up_proj, xn, N, up);
+    tp = fwd_prof_add(FP_LINEAR, tp);
     swiglu_inplace(gt, up, N * inter);
     free(up); /* before the tap: its callback may need memory of its own */
+    tp = fwd_prof_add(FP_SWIGLU, tp);
     int stop = tap && tap(ctx, TAP_MLP_DOWN, gt, N, inter);
     if (!stop) {
+        tp = fwd_prof_on ? fwd_prof_now() : 0;
         linear_apply(&lw->down_proj, gt, N, xn);
+        tp = fwd_prof_add(FP_LINEAR, tp);
         add_inplace(res, xn, N * d);
+        fwd_prof_add(FP_NORM, tp);
     }
     free(gt);
     return stop;
@@ -158,7 +219,7 @@ int head_forward(const model_config *cfg, const head_weights *hw, const float *h
 {
     if (!hw->norm || (logits && !hw->lm_head.w)) return err_set("head_forward: head weights not loaded");
     const int d = cfg->hidden;
-    float *dst = normed ? normed : xmalloc_aligned((size_t)n * d * sizeof(float));
+    float *dst = normed ? normed : fwd_alloc((size_t)n * d * sizeof(float));
     rmsnorm_zc(h, hw->norm, dst, n, d, (float)cfg->rms_eps);
     if (logits) linear_apply(&hw->lm_head, dst, n, logits);
     if (!normed) free(dst);

@@ -9,9 +9,17 @@
 #define CALIB_MODEL_KERNELS_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "calib/model.h"
+
+/* ---- activation buffers (calib/layer.c) ---- */
+/* `bytes` of scratch, 64-byte aligned; from 4 MiB up 2 MiB aligned and advised as transparent
+ * huge pages: a fresh 4 KiB-page buffer costs ~3.5x a warm write on first touch (page faults,
+ * measured: 400 MB in 248 vs 75 ms), so every large activation buffer of the forward pass
+ * comes from here. Exits on out-of-memory like xmalloc. Release with free(). */
+void *fwd_alloc(size_t bytes);
 
 /* ---- norms and activations (calib/norms.c) ---- */
 /* [omp] zero-centred RMSNorm: y = x · rsqrt(mean(x²) + eps) · (1 + w), rows × n. y may be x. */
@@ -76,6 +84,10 @@ void delta_rule_recurrent(const delta_rule_args *a, float *state);
 /* Chunked form (chunk positions per block; 0 = 64): within a chunk the updates are solved with
  * a unit lower-triangular system (WY / UT form), across chunks the state is carried. */
 void delta_rule_chunked(const delta_rule_args *a, int chunk, float *state);
+/* The same for nh value heads that share one key head (a[h].q, .k, .ldq, .ldk, .T equal for
+ * all h): the chunks' K·Kᵀ and Q·Kᵀ products are computed once for all of them. states: NULL
+ * (zero start, not returned) or nh pointers (each NULL or a dk × dv state, in and out). */
+void delta_rule_chunked_heads(const delta_rule_args *a, int nh, int chunk, float **states);
 /* Causal depthwise conv over time + SiLU on one sequence: x, y [T, C] (y ≠ x), w [C, K]. [omp] */
 void causal_conv1d_silu(const float *x, const float *w, float *y, int T, int C, int K);
 
@@ -83,5 +95,36 @@ void causal_conv1d_silu(const float *x, const float *w, float *y, int T, int C, 
  * output). */
 void deltanet_core(const model_config *cfg, const layer_weights *lw, const float *x, int B, int T,
                    float *y);
+
+/* ---- optional per-phase wall-clock accounting (bench_forward) ----
+ * fwd_prof_on = 1 makes the layer code add each phase's seconds to fwd_prof[phase]; off (the
+ * default) it costs one branch per phase. Phases are timed on the calling thread, outside any
+ * parallel region. */
+typedef enum {
+    FP_NORM,      /* input / post RMSNorm, residual copies and adds */
+    FP_LINEAR,    /* every linear_apply (BLAS) */
+    FP_CONV,      /* DeltaNet causal conv + SiLU */
+    FP_GATES,     /* DeltaNet β, g and q/k L2 norms */
+    FP_DELTA,     /* chunked delta rule */
+    FP_GNORM,     /* DeltaNet gated RMSNorm */
+    FP_ATT_PREP,  /* q/k norms, RoPE, repack */
+    FP_ATT_CORE,  /* blocked causal softmax attention */
+    FP_ATT_OUT,   /* un-pack + sigmoid gate */
+    FP_SWIGLU,    /* MLP activation */
+    FP_COUNT
+} fwd_phase;
+extern int fwd_prof_on;
+extern double fwd_prof[FP_COUNT];
+extern const char *const fwd_phase_names[FP_COUNT];
+double fwd_prof_now(void);
+/* t: the value of fwd_prof_now() when the phase began (or 0 when profiling is off); returns
+ * the new start time for the next phase */
+static inline double fwd_prof_add(fwd_phase ph, double t)
+{
+    if (!fwd_prof_on) return 0;
+    double now = fwd_prof_now();
+    fwd_prof[ph] += now - t;
+    return now;
+}
 
 #endif

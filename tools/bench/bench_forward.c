@@ -117,12 +117,21 @@ static void bench_layer(const model_config *c, layer_type type, int B, int T, in
     layer_forward(c, &lw, h, out, 1, T < 64 ? T : 64, NULL, NULL);
 
     peak_rss_reset();
+    memset(fwd_prof, 0, sizeof fwd_prof);
+    fwd_prof_on = 1;
     double rss0 = peak_rss_bytes(), t0 = bench_now();
     if (layer_forward(c, &lw, h, out, B, T, NULL, NULL)) {
         fprintf(stderr, "bench_forward: %s\n", err_msg());
         exit(1);
     }
     double dt = bench_now() - t0, rss1 = peak_rss_bytes();
+    fwd_prof_on = 0;
+    double acc = 0;
+    printf("  phases:");
+    for (int p = 0; p < FP_COUNT; p++)
+        if (fwd_prof[p] > 0) printf(" %s %.1f ms (%.0f%%);", fwd_phase_names[p], 1e3 * fwd_prof[p], 100 * fwd_prof[p] / dt),
+                             acc += fwd_prof[p];
+    printf(" other %.1f ms\n", 1e3 * (dt - acc));
 
     /* the layer's linears alone, same rows: GEMM time and FLOPs */
     const char *names[] = {"q_proj", "k_proj", "v_proj", "o_proj", "in_proj_qkv", "in_proj_z",
@@ -141,10 +150,11 @@ static void bench_layer(const model_config *c, layer_type type, int B, int T, in
     double core_flops;
     if (type == LAYER_FULL_ATTN) /* Q·Kᵀ and P·V over the causal triangle */
         core_flops = 2.0 * 2.0 * B * c->n_heads * c->head_dim * ((double)T * (T + 1) / 2);
-    else { /* chunked delta rule, C = 64, per value head: see calib/deltanet.c */
+    else { /* chunked delta rule, C = 64: K·Kᵀ and Q·Kᵀ once per key head, the rest per value
+            * head (see calib/deltanet.c) */
         double C = 64, dk = c->lin_k_dim, dv = c->lin_v_dim;
-        double per_chunk = C * C * dk * 2 + C * C * (dk + dv) + 3 * 2 * C * dk * dv + C * C * dv;
-        core_flops = per_chunk * ceil((double)T / C) * B * c->lin_v_heads;
+        double per_key = C * C * dk * 2, per_value = C * C * (dk + dv) + 3 * 2 * C * dk * dv + C * C * dv;
+        core_flops = (per_key * c->lin_k_heads + per_value * c->lin_v_heads) * ceil((double)T / C) * B;
     }
     char extra[256];
     snprintf(extra, sizeof extra, "| %.0f tok/s, linear GEMMs %.0f%% of time (%.1f%% of peak alone), %.2f MB/token",
