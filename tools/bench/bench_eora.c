@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/blas_env.h"
 #include "eora/eora.h"
 #include "io/err.h"
 #include "tools/bench_util.h"
@@ -97,6 +98,7 @@ static run_out run(const char *name, const float *W, const float *Wq, int out, i
 
 int main(int argc, char **argv)
 {
+    blas_env_reexec(argv); /* measure the kernels and wait policy bin/gptq-eora runs with */
     int out = 4096, rank = 64, threads = 0, sweep = 0, n_in = 0, ins[16];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out = atoi(argv[++i]);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "tools/blas_env.h"
 #include "calib/model.h"
 #include "calib/model_kernels.h"
 #include "io/err.h"
@@ -198,6 +199,7 @@ static void bench_delta_kernel(int T, int dk, int dv)
 
 int main(int argc, char **argv)
 {
+    blas_env_reexec(argv); /* measure the kernels and wait policy bin/gptq-eora runs with */
     int T = argc > 1 ? atoi(argv[1]) : 4096, B = argc > 2 ? atoi(argv[2]) : 1;
     int threads = argc > 3 ? atoi(argv[3]) : 0;
     int big = argc > 4 && !strcmp(argv[4], "27b");

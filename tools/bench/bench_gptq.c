@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/blas_env.h"
 #include "gptq/gptq.h"
 #include "io/err.h"
 #include "tools/bench_util.h"
@@ -105,6 +106,7 @@ static void run(int out, int in, int threads, int fast)
 
 int main(int argc, char **argv)
 {
+    blas_env_reexec(argv); /* measure the kernels and wait policy bin/gptq-eora runs with */
     int sizes[16][2], ns = 0, thr[8] = {1, 0}, nt = 2, methods = 0; /* bit 0 torch, bit 1 fast; 0 = default */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {

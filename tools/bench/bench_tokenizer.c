@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/blas_env.h"
 #include "calib/data.h"
 #include "calib/tokenizer.h"
 #include "io/err.h"
@@ -40,6 +41,7 @@ static double run(const tokenizer *tk, char **docs, size_t *lens, size_t n, int 
 
 int main(int argc, char **argv)
 {
+    blas_env_reexec(argv); /* measure the kernels and wait policy bin/gptq-eora runs with */
     const char *tpath = argc > 1 ? argv[1] : "tests/data/qwen3-tokenizer/tokenizer.json.gz";
     const char *dpath = argc > 2 ? argv[2] : "tests/data/text/calib.jsonl";
     int repeats = argc > 3 ? atoi(argv[3]) : 3;
