@@ -89,7 +89,7 @@ static float cast_through(float v, dtype_t t)
 int gptq_pack_dtype(const gptq_result *r, gptq_format fmt, dtype_t module_dtype, gptq_packed *p)
 {
     memset(p, 0, sizeof *p);
-    const int bits = r->bits, in = r->in, out = r->out, ng = r->n_groups;
+    const int bits = r->bits, in = r->in, out = r->out, ng = r->n_groups, maxq = (1 << bits) - 1;
     if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
         return err_set("gptq pack: bits must be 2, 3, 4 or 8 (got %d)", bits);
     if (in % 32 || out % 32)
@@ -125,7 +125,9 @@ int gptq_pack_dtype(const gptq_result *r, gptq_format fmt, dtype_t module_dtype,
                 int j = b * 32 + k, g = r->g_idx[j];
                 float sz = z[g] * s[g];
                 float v = rintf((cast_through(q[j], module_dtype) + sz) / s[g]);
-                x[k] = isfinite(v) && fabsf(v) < 2147483648.f ? (int64_t)v : 0;
+                /* clamp(round(.), 0, maxq) as GPTQModel: a code outside the grid would
+                 * spill into its neighbours' bit fields */
+                x[k] = isfinite(v) ? (int64_t)fminf(fmaxf(v, 0.f), (float)maxq) : 0;
             }
             pack32(x, bits, words);
             for (int t = 0; t < bits; t++) p->qweight[(size_t)(b * bits + t) * out + o] = (int32_t)words[t];
@@ -179,6 +181,9 @@ void gptq_unpack_zeros(const gptq_packed *p, gptq_format fmt, int32_t *zeros)
 int gptq_unpack_dequant(const gptq_packed *p, gptq_format fmt, float *W)
 {
     const int out = p->out, in = p->in;
+    /* the packed layout covers whole blocks of 32 inputs and 32 outputs only */
+    if (in % 32 || out % 32)
+        return err_set("gptq unpack: shape [%d, %d] must have in and out divisible by 32", out, in);
     for (int j = 0; j < in; j++)
         if (p->g_idx[j] < 0 || p->g_idx[j] >= p->n_groups)
             return err_set("gptq unpack: g_idx[%d] = %d outside [0, %d)", j, p->g_idx[j], p->n_groups);

@@ -191,6 +191,10 @@ int cmd_solve(int argc, char **argv)
         const char *m = st_metadata(hs, "nsamples");
         if (m) nsamples = atof(m);
     }
+    if (in % 32 || out % 32) { /* the GPTQ layout packs whole blocks of 32: fail before the solve */
+        err_set("%s: shape [%d, %d] must have in and out divisible by 32 to be packed", wt->name, out, in);
+        goto done;
+    }
     W = xmalloc((size_t)out * in * sizeof(float));
     H = xmalloc((size_t)in * in * sizeof(float));
     if (st_to_f32(wt, W) || st_to_f32(ht, H)) goto done;

@@ -49,9 +49,14 @@ static int load_quantized_head(const st_set *base, const qcheckpoint *q, const m
     const st_tensor *n = st_find(qckpt_tensors(q), norm_name);
     float *W = NULL, *bias = NULL;
     int bits;
-    if (n && (n->numel != cfg->hidden || st_to_f32(n, hw->norm) < 0)) {
+    if (n && n->numel != cfg->hidden) {
         head_weights_free(hw);
-        return err_set("checkpoint tensor %s: expected %d float values", norm_name, cfg->hidden);
+        return err_set("%s: tensor %s has %lld values, expected %d", qckpt_dir(q), norm_name, (long long)n->numel,
+                       cfg->hidden);
+    }
+    if (n && st_to_f32(n, hw->norm) < 0) {
+        head_weights_free(hw);
+        return err_prefix("%s", qckpt_dir(q));
     }
     if (qckpt_load_linear(q, "lm_head", cfg->vocab, cfg->hidden, &W, &bias, &bits) < 0) {
         head_weights_free(hw);

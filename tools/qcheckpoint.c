@@ -423,6 +423,7 @@ void qckpt_close(qcheckpoint *q)
 }
 
 const st_set *qckpt_tensors(const qcheckpoint *q) { return q->set; }
+const char *qckpt_dir(const qcheckpoint *q) { return q->dir; }
 const char *qckpt_describe(const qcheckpoint *q) { return q->describe; }
 int qckpt_has_config(const qcheckpoint *q) { return q->has_config; }
 gptq_format qckpt_format(const qcheckpoint *q) { return q->format; }
@@ -475,6 +476,8 @@ static int load_quantized(const qcheckpoint *q, const char *module, int out, int
                        (long long)sc->shape[0], (long long)sc->shape[1], (long long)qz->shape[0],
                        (long long)qz->shape[1], bits, out, in);
     int gs = plan_gs > 0 ? plan_gs : in;
+    if (!gi && q->desc_act) /* act-order: g_idx is a permutation that cannot be rebuilt */
+        return err_set("%s: %s: desc_act checkpoint has no g_idx", q->dir, module);
     if (!gi && (in + gs - 1) / gs != n_groups)
         return err_set("%s: %s has no g_idx and %d groups do not fit group_size %d", q->dir, module, n_groups, gs);
     /* private copies: the mapping is read-only and the unpacker may convert zeros in place */

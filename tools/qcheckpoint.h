@@ -30,6 +30,8 @@ qcheckpoint *qckpt_open(const char *dir, const char *adapter, const model_config
 void qckpt_close(qcheckpoint *q);
 
 const st_set *qckpt_tensors(const qcheckpoint *q);
+/* The checkpoint directory (for messages). */
+const char *qckpt_dir(const qcheckpoint *q);
 /* One line: "48 quantized modules (36 × 4-bit, 12 × 8-bit), format gptq (v1), adapter r 64 on 48". */
 const char *qckpt_describe(const qcheckpoint *q);
 int qckpt_has_config(const qcheckpoint *q);
