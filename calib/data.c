@@ -178,7 +178,15 @@ static int stream_from_ids(const data_source *src, stream *s)
         s->doc = xmalloc(((size_t)s->n_doc + 1) * sizeof *s->doc);
         for (int64_t r = 0; r < s->n_doc; r++) s->doc[r] = r * cols;
         for (int64_t i = 0; i < s->len && !rc; i++) {
-            int64_t v = t->dtype == DT_I32 ? ((const int32_t *)t->data)[i] : ((const int64_t *)t->data)[i];
+            /* mapped tensor data need not be aligned: copy each element out */
+            int64_t v;
+            if (t->dtype == DT_I32) {
+                int32_t v32;
+                memcpy(&v32, (const char *)t->data + (size_t)i * sizeof v32, sizeof v32);
+                v = v32;
+            } else {
+                memcpy(&v, (const char *)t->data + (size_t)i * sizeof v, sizeof v);
+            }
             if (v < 0 || v > INT32_MAX) rc = err_set("%s: tensor '%s': element %lld = %lld is not a token id", src->path, t->name, (long long)i, (long long)v);
             else s->tok[i] = (int32_t)v;
         }
@@ -269,7 +277,7 @@ static int place_concat(const stream *s, int c, int T, int allow_repeat, uint64_
     if (!allow_repeat || s->len == 0)
         return err_set("%s: %d windows x %d tokens need %lld tokens, the source has %lld%s", path, c, T,
                        (long long)need, (long long)s->len,
-                       s->len ? " (set allow_repeat, or lower n_samples / seq_len)" : "");
+                       s->len ? " (set allow_repeat, or lower calibration.samples / calibration.seq_len)" : "");
     for (int i = 0; i < c; i++) starts[i] = (int64_t)rand_below(rng, (uint64_t)s->len);
     qsort(starts, (size_t)c, sizeof *starts, cmp_i64);
     return 0;
@@ -291,7 +299,7 @@ static int place_document(const stream *s, int c, int T, int allow_repeat, uint6
             return err_set("%s: %d document windows x %d tokens need %lld tokens; at most %lld non-overlapping "
                            "windows start at a document (%lld tokens in %lld documents)%s",
                            path, c, T, (long long)c * T, (long long)m, (long long)s->len, (long long)s->n_doc,
-                           s->n_doc ? " (set allow_repeat, or lower n_samples / seq_len)" : "");
+                           s->n_doc ? " (set allow_repeat, or lower calibration.samples / calibration.seq_len)" : "");
         for (int i = 0; i < c; i++) starts[i] = s->doc[rand_below(rng, (uint64_t)s->n_doc)];
         qsort(starts, (size_t)c, sizeof *starts, cmp_i64);
         return 0;
@@ -340,7 +348,7 @@ int calib_sample(const tokenizer *tk, int eos_id, const data_source *src, int n_
     memset(out, 0, sizeof *out);
     sample_opts dflt = {0};
     if (!o) o = &dflt;
-    if (n <= 0 || T <= 0) return err_set("calibration: n_samples (%d) and seq_len (%d) must be positive", n, T);
+    if (n <= 0 || T <= 0) return err_set("calibration: calibration.samples (%d) and calibration.seq_len (%d) must be positive", n, T);
     if (n_src <= 0) return err_set("calibration: no data sources");
     double wsum = 0;
     for (int s = 0; s < n_src; s++) {

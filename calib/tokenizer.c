@@ -854,6 +854,12 @@ int tokenizer_encode(const tokenizer *tk, const char *text, size_t len, int32_t 
     c.md = pcre2_match_data_create(1, NULL);
     c.mc = pcre2_match_context_create(NULL);
     c.js = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+    if (!c.md || !c.mc || !c.js) { /* the pcre2 free functions accept NULL */
+        pcre2_jit_stack_free(c.js);
+        pcre2_match_context_free(c.mc);
+        pcre2_match_data_free(c.md);
+        return err_set("%s: out of memory for regex matching", tk->path);
+    }
     pcre2_jit_stack_assign(c.mc, NULL, c.js);
     c.jit = tk->all_jit;
     split_added(tk, &c, &tk->raw_match, text, len, 1);

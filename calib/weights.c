@@ -8,13 +8,24 @@
 #include "calib/model.h"
 #include "io/err.h"
 
+/* "tensor not found" names the checkpoint directory (not one shard) and how many shards were searched. */
+static int ck_not_found(const st_set *ck, const char *name)
+{
+    const char *first = st_file_path(ck, 0);
+    const char *slash = strrchr(first, '/');
+    int dl = slash ? (slash == first ? 1 : (int)(slash - first)) : 1;
+    const char *dir = slash ? first : ".";
+    size_t n = st_file_count(ck);
+    return err_set("checkpoint %.*s: tensor '%s' not found in %zu shard%s", dl, dir, name, n, n == 1 ? "" : "s");
+}
+
 /* Loads `name` as fp32 after checking its shape is exactly `shape` (ndim dims); a [C, 1, K]
  * depthwise conv weight is accepted for an expected [C, K]. */
 static float *load_checked(const st_set *ck, const char *name, int ndim, const int64_t *shape)
 {
     const st_tensor *t = st_find(ck, name);
     if (!t) {
-        err_set("checkpoint %s: tensor '%s' not found", st_file_path(ck, 0), name);
+        ck_not_found(ck, name);
         return NULL;
     }
     int ok = 1;
@@ -155,7 +166,7 @@ int model_embed(const st_set *ckpt, const model_config *cfg, const int32_t *ids,
     char name[192];
     snprintf(name, sizeof name, "%sembed_tokens.weight", cfg->prefix);
     const st_tensor *t = st_find(ckpt, name);
-    if (!t) return err_set("checkpoint %s: tensor '%s' not found", st_file_path(ckpt, 0), name);
+    if (!t) return ck_not_found(ckpt, name);
     if (t->ndim != 2 || t->shape[1] != cfg->hidden || !dtype_is_float(t->dtype))
         return err_set("%s: tensor '%s' is %s with %d dims, expected a float [vocab, %d]",
                        st_file_path(ckpt, (size_t)t->file), name, dtype_name(t->dtype), t->ndim,

@@ -15,7 +15,7 @@
 
 typedef struct {
     char *match;        /* regex on the full module name, e.g. ".*\\.self_attn\\..*" */
-    pcre2_code *re;     /* compiled, anchored full match like GPTQModel's dynamic */
+    pcre2_code *re;     /* compiled, anchored at both ends (GPTQModel's dynamic anchors only at the start, see docs/job.md) */
     int bits;           /* 0 = inherit the job default */
     int group_size;     /* 0 = inherit (-1 = per-channel) */
     int eora_rank;      /* -1 = inherit, 0 = no EoRA */

@@ -79,18 +79,21 @@ journal *journal_resume(const char *path, const char *fingerprint)
     char *text = fs_read_file(path, &len);
     if (!text) return NULL;
     journal *j = journal_new(path, fingerprint);
-    int line_no = 0;
-    for (char *line = text, *next; line && *line; line = next) {
+    int line_no = 0, n_read = 0;
+    /* blank lines are skipped, not treated as the end: later entries must not be dropped */
+    for (char *line = text, *next; line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = 0;
         line_no++;
+        if (!*line || (line[0] == '\r' && !line[1])) continue;
+        n_read++;
         cJSON *o = cJSON_Parse(line);
         if (!o || !cJSON_IsObject(o)) {
             cJSON_Delete(o);
             err_set("%s:%d: journal line is not a JSON object", path, line_no);
             goto fail;
         }
-        if (line_no == 1) {
+        if (n_read == 1) {
             const cJSON *fp = cJSON_GetObjectItemCaseSensitive(o, "fingerprint");
             const cJSON *kind = cJSON_GetObjectItemCaseSensitive(o, "journal");
             if (!cJSON_IsString(kind) || strcmp(kind->valuestring, "gptq-eora") != 0 || !cJSON_IsString(fp)) {
@@ -112,7 +115,7 @@ journal *journal_resume(const char *path, const char *fingerprint)
         }
         cJSON_Delete(o);
     }
-    if (line_no == 0) {
+    if (n_read == 0) {
         err_set("%s: empty journal", path);
         goto fail;
     }

@@ -6,6 +6,8 @@
  * the shards are renamed, so an interrupted run leaves an index naming missing files (the
  * reader refuses it), never a set of shards that looks complete. */
 #include <cjson/cJSON.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -207,7 +209,8 @@ static int mark_failed(st_writer *w);
 static const char *writer_label(const st_writer *w) { return w->single ? w->single : w->dir; }
 
 /* Checks shared by add and add_f32; reserves the entry. Returns its byte size via *nbytes. */
-static int begin_add(st_writer *w, const char *name, dtype_t dtype, int ndim, const int64_t *shape, uint64_t *nbytes)
+static int begin_add(st_writer *w, const char *name, dtype_t dtype, int ndim, const int64_t *shape,
+                     const void *data, uint64_t *nbytes)
 {
     if (w->failed)
         return err_set("%s: tensor '%s': writer already failed (%s)", writer_label(w), name ? name : "", w->fail_msg);
@@ -225,6 +228,8 @@ static int begin_add(st_writer *w, const char *name, dtype_t dtype, int ndim, co
     }
     if (name_taken(w, name)) return err_set("%s: tensor '%s' added twice", writer_label(w), name);
     *nbytes = numel * dtype_size(dtype);
+    /* before any shard rollover: a rejected tensor must not leave an empty shard behind */
+    if (*nbytes && !data) return err_set("%s: tensor '%s': no data", writer_label(w), name);
     wt_shard *cur = &w->shards[w->n_shards - 1];
     if (w->shard_bytes && cur->bytes > 0 && cur->bytes + *nbytes > w->shard_bytes) {
         if (open_shard(w)) return mark_failed(w);
@@ -276,11 +281,7 @@ static int write_failed(st_writer *w, const char *name)
 int st_writer_add(st_writer *w, const char *name, dtype_t dtype, int ndim, const int64_t *shape, const void *data)
 {
     uint64_t nbytes;
-    if (begin_add(w, name, dtype, ndim, shape, &nbytes)) return -1;
-    if (nbytes && !data) {
-        free(w->ents[w->n_ents].name);
-        return err_set("%s: tensor '%s': no data", writer_label(w), name);
-    }
+    if (begin_add(w, name, dtype, ndim, shape, data, &nbytes)) return -1;
     if (nbytes && fs_write_all(w->shards[w->n_shards - 1].fd, data, (size_t)nbytes)) return write_failed(w, name);
     commit_add(w);
     return 0;
@@ -292,12 +293,8 @@ int st_writer_add_f32(st_writer *w, const char *name, dtype_t dtype, int ndim, c
         return err_set("%s: tensor '%s': cannot convert fp32 to %s", writer_label(w), name ? name : "",
                        (unsigned)dtype < DT_COUNT ? dtype_name(dtype) : "an invalid dtype");
     uint64_t nbytes;
-    if (begin_add(w, name, dtype, ndim, shape, &nbytes)) return -1;
+    if (begin_add(w, name, dtype, ndim, shape, data, &nbytes)) return -1;
     size_t numel = (size_t)(nbytes / dtype_size(dtype));
-    if (numel && !data) {
-        free(w->ents[w->n_ents].name);
-        return err_set("%s: tensor '%s': no data", writer_label(w), name);
-    }
     /* convert in fixed-size chunks: memory stays bounded whatever the tensor size */
     enum { CHUNK = 1 << 16 };
     unsigned char *buf = numel ? xmalloc(CHUNK * 8) : NULL;
@@ -431,6 +428,48 @@ static char *index_path(const st_writer *w)
     return xstrdup(p);
 }
 
+/* Does `name` (a file name in the dir) look like a shard of a set with this base:
+ * <base>.safetensors or <base>-<digits>-of-<digits>.safetensors? */
+static int is_shard_file_of(const char *name, const char *base)
+{
+    size_t bl = strlen(base);
+    if (strncmp(name, base, bl) != 0) return 0;
+    const char *p = name + bl;
+    if (strcmp(p, ".safetensors") == 0) return 1;
+    if (*p++ != '-' || !isdigit((unsigned char)*p)) return 0;
+    while (isdigit((unsigned char)*p)) p++;
+    if (strncmp(p, "-of-", 4) != 0) return 0;
+    p += 4;
+    if (!isdigit((unsigned char)*p)) return 0;
+    while (isdigit((unsigned char)*p)) p++;
+    return strcmp(p, ".safetensors") == 0;
+}
+
+/* Before the new set is committed into a directory: remove the old index and every file that
+ * looks like a shard of this base (old sets of any count, and the new set's own final paths), then
+ * fsync the dir. A crash mid-commit then never leaves old and new shards under a valid index. */
+static int remove_old_set(const st_writer *w, const char *ipath)
+{
+    if (unlink(ipath) != 0 && errno != ENOENT)
+        return err_set("%s: cannot remove stale index: %s", ipath, strerror(errno));
+    DIR *d = opendir(w->dir);
+    if (!d) return err_set("%s: cannot list directory: %s", w->dir, strerror(errno));
+    int rc = 0;
+    struct dirent *de;
+    while (!rc && (de = readdir(d)) != NULL) {
+        if (!is_shard_file_of(de->d_name, w->base)) continue;
+        char *p = fs_join(w->dir, de->d_name);
+        if (unlink(p) != 0 && errno != ENOENT) rc = err_set("%s: cannot remove stale shard: %s", p, strerror(errno));
+        free(p);
+    }
+    closedir(d);
+    for (size_t k = 0; !rc && k < w->n_shards; k++)
+        if (unlink(w->shards[k].final_path) != 0 && errno != ENOENT)
+            rc = err_set("%s: cannot remove old file: %s", w->shards[k].final_path, strerror(errno));
+    if (!rc) fs_fsync_dir(ipath);
+    return rc;
+}
+
 static int cmp_ent_name(const void *a, const void *b)
 {
     return strcmp((*(const wt_entry *const *)a)->name, (*(const wt_entry *const *)b)->name);
@@ -504,12 +543,11 @@ int st_writer_finish(st_writer *w)
     char *ipath = index_path(w);
     int index_written = 0;
     if (!rc && !w->single) {
-        if (w->n_shards > 1) {
+        /* a stale index would make readers ignore a new single file; stale shards would mix in */
+        rc = remove_old_set(w, ipath);
+        if (!rc && w->n_shards > 1) {
             rc = write_index(w, ipath);
             index_written = !rc;
-        } else if (fs_exists(ipath) && unlink(ipath) != 0) {
-            /* a stale index would make readers ignore the new single file */
-            rc = err_set("%s: cannot remove stale index: %s", ipath, strerror(errno));
         }
     }
     size_t renamed = 0;

@@ -15,6 +15,7 @@
 #include "io/dtype.h"
 #include "io/err.h"
 #include "io/fsutil.h"
+#include "io/journal.h"
 #include "io/safetensors.h"
 #include "tests/testlib.h"
 #include "tests/testutil.h"
@@ -473,6 +474,110 @@ TEST(st_writer_one_shard_and_stale_index)
     free(p);
     free(stale);
     free(dir);
+}
+
+/* Writes n tensors of 80 bytes with shard_bytes 100, so one tensor per shard (0 = no sharding). */
+static int write_set(const char *dir, int n, size_t shard_bytes, unsigned char fill)
+{
+    st_writer *w = st_writer_open(dir, "model", shard_bytes);
+    if (!w) return -1;
+    unsigned char data[80];
+    memset(data, fill, sizeof data);
+    int64_t shape[1] = {80};
+    for (int i = 0; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%d", i);
+        if (st_writer_add(w, name, DT_U8, 1, shape, data)) {
+            st_writer_abort(w);
+            return -1;
+        }
+    }
+    return st_writer_finish(w);
+}
+
+TEST(st_writer_rewrite_leaves_no_stale_shards)
+{
+    char *dir = fresh_dir("rewrite");
+    char *other = fs_join(dir, "other-00001-of-00002.safetensors");
+    fs_write_atomic(other, "x", 1); /* another base's file must survive */
+    /* 3 shards, then 1 shard into the same dir */
+    REQUIRE(write_set(dir, 3, 100, 1) == 0);
+    char *files = list_dir(dir);
+    CHECK_MSG(strcmp(files, "model-00001-of-00003.safetensors model-00002-of-00003.safetensors "
+                            "model-00003-of-00003.safetensors model.safetensors.index.json "
+                            "other-00001-of-00002.safetensors") == 0, "after 3: %s", files);
+    free(files);
+    REQUIRE(write_set(dir, 3, 0, 2) == 0);
+    files = list_dir(dir);
+    CHECK_MSG(strcmp(files, "model.safetensors other-00001-of-00002.safetensors") == 0, "after 1: %s", files);
+    free(files);
+    /* 3 shards again, then 2 shards */
+    REQUIRE(write_set(dir, 3, 100, 3) == 0);
+    files = list_dir(dir);
+    CHECK_MSG(strstr(files, "model.safetensors ") == NULL && strstr(files, "model-00003-of-00003"), "after 3 again: %s", files);
+    free(files);
+    REQUIRE(write_set(dir, 2, 100, 4) == 0);
+    files = list_dir(dir);
+    CHECK_MSG(strcmp(files, "model-00001-of-00002.safetensors model-00002-of-00002.safetensors "
+                            "model.safetensors.index.json other-00001-of-00002.safetensors") == 0, "after 2: %s", files);
+    free(files);
+    st_set *s = st_open(dir);
+    REQUIRE(s);
+    CHECK(st_count(s) == 2 && st_find(s, "t0") && st_find(s, "t1") && !st_find(s, "t2"));
+    const st_tensor *t = st_find(s, "t1");
+    CHECK(t && ((const unsigned char *)t->data)[79] == 4);
+    st_close(s);
+    free(other);
+    free(dir);
+}
+
+/* A tensor without data that would roll over to a new shard must not leave an empty shard. */
+TEST(st_writer_no_data_does_not_open_shard)
+{
+    char *dir = fresh_dir("nodatashard");
+    st_writer *w = st_writer_open(dir, "m", 100);
+    REQUIRE(w);
+    unsigned char data[80] = {0};
+    int64_t shape[1] = {80};
+    CHECK(st_writer_add(w, "a", DT_U8, 1, shape, data) == 0);
+    CHECK(st_writer_add(w, "b", DT_U8, 1, shape, NULL) == -1 && msg_has("tensor 'b': no data"));
+    CHECK(st_writer_add_f32(w, "c", DT_F16, 1, shape, NULL) == -1 && msg_has("tensor 'c': no data"));
+    REQUIRE(st_writer_finish(w) == 0);
+    char *files = list_dir(dir);
+    CHECK_MSG(strcmp(files, "m.safetensors") == 0, "files: %s", files);
+    free(files);
+    free(dir);
+}
+
+/* A blank line inside the journal (e.g. edited by hand) is skipped, not taken as its end. */
+TEST(journal_resume_skips_blank_lines)
+{
+    char *path = test_tmp_path("blank.journal");
+    journal *j = journal_create(path, "fp1");
+    REQUIRE(j);
+    CHECK(journal_append(j, "{\"layer\":0}") == 0 && journal_append(j, "{\"layer\":1}") == 0);
+    journal_close(j);
+    size_t len;
+    char *text = fs_read_file(path, &len);
+    REQUIRE(text);
+    char *nl = strchr(text, '\n'); /* header */
+    REQUIRE(nl);
+    char *nl2 = strchr(nl + 1, '\n'); /* first entry */
+    REQUIRE(nl2);
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%.*s\n\n%.*s\n\n%s\n", (int)(nl - text), text, (int)(nl2 - nl - 1), nl + 1, nl2 + 1);
+    free(text);
+    REQUIRE(fs_write_atomic(path, buf, strlen(buf)) == 0);
+    j = journal_resume(path, "fp1");
+    CHECK_MSG(j, "resume: %s", err_msg());
+    REQUIRE(j);
+    CHECK_MSG(journal_count(j) == 2, "entries: %d", journal_count(j));
+    CHECK(journal_count(j) == 2 && strstr(journal_entry(j, 1), "\"layer\":1"));
+    journal_close(j);
+    CHECK(journal_resume(path, "fp2") == NULL && msg_has("fingerprint"));
+    REQUIRE(fs_write_atomic(path, "\n\n", 2) == 0);
+    CHECK(journal_resume(path, "fp1") == NULL && msg_has("empty journal"));
+    free(path);
 }
 
 TEST(st_writer_rejects_bad_input)
