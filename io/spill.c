@@ -1,6 +1,7 @@
 /* spill — activation store in RAM or in a spill file (see spill.h). */
 #include "io/spill.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -286,4 +287,22 @@ act_store *act_store_load(const char *path, int64_t rows, int cols)
     }
     act_store_close(f);
     return s;
+}
+
+void act_store_remove_temps(const char *dir, const char *const *names, int n)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        for (int i = 0; i < n; i++) {
+            size_t k = strlen(names[i]);
+            if (strncmp(e->d_name, names[i], k) != 0 || strncmp(e->d_name + k, ".tmp.", 5) != 0) continue;
+            char *p = fs_join(dir, e->d_name);
+            unlink(p);
+            free(p);
+            break;
+        }
+    }
+    closedir(d);
 }

@@ -42,5 +42,8 @@ int act_store_sync(act_store *s);
 int act_store_save(const act_store *s, const char *path);
 /* Load a file written by act_store_save (or any F32 spill file) into a RAM store. */
 act_store *act_store_load(const char *path, int64_t rows, int cols);
+/* Remove the temp files act_store_save leaves behind when killed ("<name>.tmp.<pid>" in dir,
+ * name from names[0..n)); a missing dir is fine. */
+void act_store_remove_temps(const char *dir, const char *const *names, int n);
 
 #endif

@@ -679,6 +679,12 @@ TEST(resume_after_kills_is_byte_identical)
     /* nothing looks complete after the kill */
     char *cfg = fs_join(out, "config.json"), *model = fs_join(out, "model.safetensors.index.json");
     CHECK(!fs_exists(cfg) && !fs_exists(model));
+    /* X_3 saved but layer 2's journal line not yet appended: the resume point X_2 must survive */
+    st = run_cli(jp, 1, "GPTQ_EORA_FAIL_BEFORE_JOURNAL", "2");
+    CHECK(killed(st));
+    /* a killed act_store_save leaves its temp file: the finished run removes it */
+    char *work = fs_join(out, ".gptq-eora-work"), *stale_tmp = fs_join(work, "x-a.act.tmp.999999");
+    CHECK(fs_write_atomic(stale_tmp, "x", 1) == 0);
     st = run_cli(jp, 1, "GPTQ_EORA_FAIL_IN_LAYER", "3");
     CHECK(killed(st));
     CHECK(!fs_exists(cfg) && !fs_exists(model));
@@ -690,6 +696,9 @@ TEST(resume_after_kills_is_byte_identical)
     int n_files = 0;
     CHECK(test_compare_outputs(e2e_ref, out, &n_files) == 0);
     CHECK(n_files >= 9);
+    CHECK_MSG(!fs_exists(stale_tmp), "activation temp file left behind");
+    free(stale_tmp);
+    free(work);
     free(cfg);
     free(model);
     free(jp);
@@ -741,6 +750,38 @@ TEST(spilled_run_equals_in_ram_run)
     free(out);
 }
 
+/* A spill_dir the user named and that already existed is not removed by the cleanup. */
+TEST(existing_spill_dir_is_kept)
+{
+    char *out = tmp_path("keep-spill"), *spill = tmp_path("user-spill");
+    rm_rf(out);
+    rm_rf(spill);
+    REQUIRE(fs_mkdir_p(spill) == 0);
+    job_spec s = spec_default(out);
+    s.method = "rtn";
+    s.budget = "1MiB";
+    char extra[4200];
+    snprintf(extra, sizeof extra, "  spill_dir: %s\n", spill);
+    s.extra = extra;
+    char *jp = write_job("keep-spill.yaml", &s);
+    int rc = run_job(jp, 0);
+    REQUIRE(rc == 0 || (printf("    %s\n", err_msg()), 0));
+    char *rp = fs_join(out, "report.json");
+    char *rt = fs_read_file(rp, NULL);
+    CHECK(rt && strstr(rt, "\"activations_spilled\":\ttrue"));
+    CHECK_MSG(fs_exists(spill), "the user's spill_dir was removed");
+    char *x = fs_join(spill, "x-a.spill");
+    CHECK_MSG(!fs_exists(x), "spill file left behind");
+    free(x);
+    free(rt);
+    free(rp);
+    rm_rf(out);
+    rm_rf(spill);
+    free(jp);
+    free(spill);
+    free(out);
+}
+
 /* propagate: float — layer 0 does not depend on it, layer 3 (after three layers) does. */
 TEST(propagate_float_changes_only_later_layers)
 {
@@ -778,6 +819,13 @@ TEST(rtn_needs_no_calibration)
     s.rules = "    - match: '.*\\.self_attn\\..*'\n      bits: 8\n";
     s.source = "/nonexistent/never-read.jsonl";
     char *jp = write_job("rtn.yaml", &s);
+    /* a previous run's adapter in the output directory must not survive a run without EoRA */
+    char *old_eora = fs_join(out, "eora"), *old_ad = fs_join(old_eora, "adapter_model.safetensors"),
+         *old_cfg = fs_join(old_eora, "adapter_config.json");
+    REQUIRE(fs_mkdir_p(old_eora) == 0 && fs_write_atomic(old_ad, "x", 1) == 0 && fs_write_atomic(old_cfg, "{}", 2) == 0);
+    free(old_eora);
+    free(old_ad);
+    free(old_cfg);
     int rc = run_job(jp, 0);
     REQUIRE(rc == 0 || (printf("    %s\n", err_msg()), 0));
     char *lp = fs_join(out, "quant_log.csv");

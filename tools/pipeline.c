@@ -27,7 +27,11 @@
 
 #define WORK_DIR_NAME ".gptq-eora-work"
 static void remove_file(const char *dir, const char *name);
-#define RAM_ACT_FILE "x.act"
+/* In-RAM runs keep a resume copy of X_{L+1} under alternating names (by parity of L+1): the file
+ * the last journal line names is never overwritten, and the older one is deleted only after the
+ * new line is committed. "x.act" is the single name older versions used. */
+static const char *const RAM_ACT_FILES[3] = {"x-a.act", "x-b.act", "x.act"};
+#define SPILL_DIR_MARK "spill_dir.created"
 static const char *SPILL_FILES[2] = {"x-a.spill", "x-b.spill"};
 
 /* ---- calibration ---- */
@@ -186,7 +190,15 @@ typedef struct {
     int64_t shard0, shard_n;
     char *spill;   /* this rank's spill files: spill_dir, or spill_dir/rank<k> with R > 1 */
     char *ram_act; /* directory of the in-RAM activations' resume copy: work, or spill */
+    int own_spill_dir; /* rank 0: this job (this run or the one it resumes) created job->spill_dir */
 } run_state;
+
+static int is_ram_act_file(const char *name)
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, RAM_ACT_FILES[i])) return 1;
+    return 0;
+}
 
 /* X for the first layer to compute: fresh calibration or the resume copy. */
 static int prepare_activations(run_state *s, int start, const char *act_file)
@@ -197,6 +209,7 @@ static int prepare_activations(run_state *s, int start, const char *act_file)
     int64_t rows = s->shard_n * job->seq_len;
     int d = s->cfg.hidden;
     if ((p->spill || s->size > 1) && fs_mkdir_p(s->spill) != 0) return -1;
+    act_store_remove_temps(s->ram_act, RAM_ACT_FILES, 3); /* left by a killed act_store_save */
     if (start > 0) {
         if (!act_file) return err_set("%s: journal entry of layer %d names no activation file", WORK_DIR_NAME, start - 1);
         if (p->spill) {
@@ -207,7 +220,10 @@ static int prepare_activations(run_state *s, int start, const char *act_file)
             free(a);
             free(b);
         } else {
-            char *a = fs_join(s->ram_act, RAM_ACT_FILE);
+            if (!is_ram_act_file(act_file))
+                return err_set("%s: journal entry of layer %d names unknown activation file %s", WORK_DIR_NAME,
+                               start - 1, act_file);
+            char *a = fs_join(s->ram_act, act_file);
             s->x = act_store_load(a, rows, d);
             free(a);
         }
@@ -251,10 +267,11 @@ static int persist_activations(run_state *s, int L, const char **act_file)
         *act_file = base ? base + 1 : path;
         return 0;
     }
-    char *a = fs_join(s->ram_act, RAM_ACT_FILE);
+    const char *name = RAM_ACT_FILES[(L + 1) & 1];
+    char *a = fs_join(s->ram_act, name);
     int rc = act_store_save(s->x, a);
     free(a);
-    *act_file = RAM_ACT_FILE;
+    *act_file = name;
     return rc;
 }
 
@@ -288,16 +305,20 @@ static void cleanup_work(run_state *s)
             unlink(lf);
             free(lf);
         }
-        remove_file(s->work, RAM_ACT_FILE);
+        for (int i = 0; i < 3; i++) remove_file(s->work, RAM_ACT_FILES[i]);
+        act_store_remove_temps(s->work, RAM_ACT_FILES, 3);
+        remove_file(s->work, SPILL_DIR_MARK);
         if (s->jn) journal_remove(s->jn);
         rmdir(s->work);
     }
     if (s->size > 1) {
-        remove_file(s->spill, RAM_ACT_FILE);
+        for (int i = 0; i < 3; i++) remove_file(s->spill, RAM_ACT_FILES[i]);
+        act_store_remove_temps(s->spill, RAM_ACT_FILES, 3);
         rmdir(s->spill);
         dist_barrier(); /* every rank's directory is gone before rank 0 removes spill_dir */
     }
-    if (s->rank == 0 && (s->plan.spill || s->size > 1)) rmdir(s->job->spill_dir);
+    /* a directory the user named and that existed before stays */
+    if (s->rank == 0 && s->own_spill_dir) rmdir(s->job->spill_dir);
 }
 
 static int run_layers(run_state *s, int start)
@@ -329,6 +350,7 @@ static int run_layers(run_state *s, int start)
         if (rc) break;
         const char *act = NULL;
         if ((rc = persist_activations(s, L, &act)) != 0) break;
+        fail_injection("GPTQ_EORA_FAIL_BEFORE_JOURNAL", L); /* test hook: X_{L+1} saved, line L not */
         /* the journal entry promises every rank's X_{L+1}: all must be durable first */
         dist_barrier();
         if (s->rank == 0) {
@@ -338,7 +360,17 @@ static int run_layers(run_state *s, int start)
             rc = journal_append(s->jn, entry);
             free(entry);
         }
+        /* No rank may overwrite the activations the committed journal line points to (its next
+         * layer writes into the spare store, i.e. the previous line's file) before rank 0 committed
+         * the new line; rank 0's result also stops every rank when the append failed. */
+        if (s->size > 1) {
+            int32_t r0 = rc;
+            dist_bcast(&r0, sizeof r0, 0);
+            rc = r0;
+        }
         if (rc) break;
+        /* the new line is committed: the in-RAM copy the previous line named is no longer needed */
+        if (act && L > 0 && is_ram_act_file(act)) remove_file(s->ram_act, RAM_ACT_FILES[L & 1]);
         progress_layer(&s->prog, L, s->rep.layers[L].seconds, s->rep.layers[L].tokens_per_s);
         fail_injection("GPTQ_EORA_FAIL_AFTER_LAYER", L);
     }
@@ -480,6 +512,19 @@ int pipeline_run(const job_t *job, const pipeline_opts *o)
     s.work = fs_join(job->output, WORK_DIR_NAME);
     s.ram_act = xstrdup(s.size > 1 ? s.spill : s.work);
     if (lead && fs_mkdir_p(s.work) != 0) goto out;
+    if (lead && (s.plan.spill || s.size > 1)) {
+        /* remember across resumes whether the job created spill_dir (cleanup removes only that) */
+        char *mark = fs_join(s.work, SPILL_DIR_MARK);
+        s.own_spill_dir = fs_exists(mark);
+        if (!s.own_spill_dir && !fs_exists(job->spill_dir)) {
+            if (fs_write_atomic(mark, "", 0) != 0) {
+                free(mark);
+                goto out;
+            }
+            s.own_spill_dir = 1;
+        }
+        free(mark);
+    }
     int start = 0;
     char *act_file = NULL;
     if (open_journal(&s, o, &start, &act_file) != 0) {

@@ -2,6 +2,7 @@
 #include "tools/pipeline_output.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,8 +270,24 @@ static int write_json(const char *path, const cJSON *o, uint64_t *bytes)
 
 int output_adapter(const job_t *job, const quant_plan *plan, const char *work_dir, uint64_t *bytes)
 {
-    if (plan->n_eora == 0) return 0;
     char *dir = fs_join(job->output, "eora");
+    if (plan->n_eora == 0) {
+        /* a previous run's adapter must not pass for this run's: remove it (and eora/ if empty) */
+        const char *stale[2] = {"adapter_model.safetensors", "adapter_config.json"};
+        for (int i = 0; i < 2; i++) {
+            char *p = fs_join(dir, stale[i]);
+            if (unlink(p) != 0 && errno != ENOENT) {
+                err_set("%s: cannot remove stale adapter file: %s", p, strerror(errno));
+                free(p);
+                free(dir);
+                return -1;
+            }
+            free(p);
+        }
+        rmdir(dir);
+        free(dir);
+        return 0;
+    }
     if (fs_mkdir_p(dir) != 0) {
         free(dir);
         return -1;

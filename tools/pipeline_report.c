@@ -128,8 +128,16 @@ int report_write_quant_log(const char *path, const quant_plan *plan, const run_r
         const plan_module *pm = &plan->mods[i];
         const module_result *m = &r->mods[i];
         if (!pm->quantize) continue;
-        n += (size_t)snprintf(buf + n, cap - n, "%d,%s,%.10f,%lld,%.5f,%.3f\n", pm->layer, pm->rel, m->avg_loss,
-                              (long long)m->samples, m->damp, m->t_solve);
+        /* a long module name can outgrow the estimate: measure the line, grow, then write it */
+        const char *fmt = "%d,%s,%.10f,%lld,%.5f,%.3f\n";
+        int len = snprintf(NULL, 0, fmt, pm->layer, pm->rel, m->avg_loss, (long long)m->samples, m->damp, m->t_solve);
+        if (len < 0) continue;
+        if (n + (size_t)len + 1 > cap) {
+            cap = 2 * (n + (size_t)len + 1);
+            buf = xrealloc(buf, cap);
+        }
+        n += (size_t)snprintf(buf + n, cap - n, fmt, pm->layer, pm->rel, m->avg_loss, (long long)m->samples, m->damp,
+                              m->t_solve);
     }
     int rc = fs_write_atomic(path, buf, n);
     free(buf);
