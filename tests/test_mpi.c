@@ -367,7 +367,7 @@ static void kill_and_resume(const char *tag, const char *budget, const char *act
 
 TEST(two_rank_resume_after_kill_is_byte_identical_in_ram)
 {
-    kill_and_resume("ram", NULL, "x.act");
+    kill_and_resume("ram", NULL, "x-b.act"); /* X_1 after layer 0: odd layer → x-b.act */
 }
 
 TEST(two_rank_resume_after_kill_is_byte_identical_spilled)
