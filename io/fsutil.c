@@ -53,11 +53,13 @@ int fs_commit(int fd, const char *tmp, const char *final_path)
     return fs_fsync_dir(final_path);
 }
 
-int fs_write_all(int fd, const void *data, size_t len)
+/* One loop for write() and pwrite(): off < 0 writes at the current position. */
+static int write_loop(int fd, const void *data, size_t len, off_t off)
 {
     const char *p = data;
     while (len) {
-        ssize_t n = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
+        size_t chunk = len > (1u << 30) ? (1u << 30) : len;
+        ssize_t n = off < 0 ? write(fd, p, chunk) : pwrite(fd, p, chunk, off);
         if (n < 0) {
             if (errno == EINTR) continue;
             return -1;
@@ -67,9 +69,17 @@ int fs_write_all(int fd, const void *data, size_t len)
             return -1;
         }
         p += n;
+        if (off >= 0) off += n;
         len -= (size_t)n;
     }
     return 0;
+}
+
+int fs_write_all(int fd, const void *data, size_t len) { return write_loop(fd, data, len, -1); }
+
+int fs_pwrite_all(int fd, const void *data, size_t len, off_t off)
+{
+    return off < 0 ? (errno = EINVAL, -1) : write_loop(fd, data, len, off);
 }
 
 int fs_write_atomic(const char *path, const void *data, size_t len)

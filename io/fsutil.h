@@ -3,6 +3,7 @@
 #define IO_FSUTIL_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Write `len` bytes to path atomically (unique path.tmp.XXXXXX → fsync → rename → fsync dir). */
 int fs_write_atomic(const char *path, const void *data, size_t len);
@@ -11,6 +12,8 @@ int fs_write_atomic(const char *path, const void *data, size_t len);
 int fs_commit(int fd, const char *tmp, const char *final_path);
 /* write() all of data to fd, retrying short writes and EINTR. 0, or -1 with errno set. */
 int fs_write_all(int fd, const void *data, size_t len);
+/* The same at byte offset off (pwrite), for files written out of order (spill files). */
+int fs_pwrite_all(int fd, const void *data, size_t len, off_t off);
 int fs_mkdir_p(const char *dir);
 int fs_fsync_dir(const char *path_in_dir);
 /* Read a whole file (NUL-terminated, *len excludes the NUL). NULL + err on failure. */

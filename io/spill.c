@@ -40,26 +40,6 @@ act_store *act_store_ram(int64_t rows, int cols)
     return s;
 }
 
-static int full_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t n = pwrite(fd, p, len > (1u << 30) ? (1u << 30) : len, off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (n == 0) { /* no progress and no error: treat as a full disk rather than spin */
-            errno = ENOSPC;
-            return -1;
-        }
-        p += n;
-        off += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int full_pread(int fd, void *buf, size_t len, off_t off)
 {
     char *p = buf;
@@ -115,7 +95,7 @@ act_store *act_store_create(const char *path, int64_t rows, int cols, dtype_t dt
     char h[SPILL_HEADER];
     make_header(h, rows, cols, dtype);
     off_t total = SPILL_HEADER + (off_t)rows * cols * (off_t)dtype_size(dtype);
-    if (full_pwrite(fd, h, sizeof h, 0) != 0 || ftruncate(fd, total) != 0) {
+    if (fs_pwrite_all(fd, h, sizeof h, 0) != 0 || ftruncate(fd, total) != 0) {
         err_set("%s: cannot size spill file to %lld bytes: %s", path, (long long)total, strerror(errno));
         close(fd);
         unlink(path);
@@ -226,7 +206,7 @@ int act_store_write(act_store *s, int64_t row0, int64_t n, const float *src)
     }
     off_t off = SPILL_HEADER + (off_t)row0 * (off_t)row_bytes(s);
     if (s->dtype == DT_F32) {
-        if (full_pwrite(s->fd, src, (size_t)n * cols * 4, off) != 0)
+        if (fs_pwrite_all(s->fd, src, (size_t)n * cols * 4, off) != 0)
             return err_set("%s: write failed: %s", s->path, strerror(errno));
         return 0;
     }
@@ -235,7 +215,7 @@ int act_store_write(act_store *s, int64_t row0, int64_t n, const float *src)
     for (int64_t r = 0; r < n; r += step) {
         int64_t k = n - r < step ? n - r : step;
         dtype_from_f32(DT_BF16, src + (size_t)r * cols, buf, (size_t)k * cols);
-        if (full_pwrite(s->fd, buf, (size_t)k * cols * 2, off + (off_t)r * (off_t)cols * 2) != 0) {
+        if (fs_pwrite_all(s->fd, buf, (size_t)k * cols * 2, off + (off_t)r * (off_t)cols * 2) != 0) {
             free(buf);
             return err_set("%s: write failed: %s", s->path, strerror(errno));
         }
