@@ -575,3 +575,23 @@ void st_writer_abort(st_writer *w)
 {
     if (w) free_writer(w);
 }
+
+void st_writer_remove_temps(const char *dir, const char *base)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    const size_t bl = strlen(base);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name; /* ".<base>.part<digits>.<6 chars>" as make_temp names them */
+        if (n[0] != '.' || strncmp(n + 1, base, bl) != 0 || strncmp(n + 1 + bl, ".part", 5) != 0) continue;
+        const char *p = n + 1 + bl + 5;
+        if (!isdigit((unsigned char)*p)) continue;
+        while (isdigit((unsigned char)*p)) p++;
+        if (*p != '.' || strlen(p + 1) != 6) continue;
+        char *path = fs_join(dir, n);
+        unlink(path);
+        free(path);
+    }
+    closedir(d);
+}

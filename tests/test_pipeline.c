@@ -2,7 +2,10 @@
  * layer-0 Hessian, an end-to-end tiny run, resume after kills, spill == RAM, bad jobs. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <math.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -272,15 +275,43 @@ TEST(plan_rules_and_quant_config)
     CHECK(cJSON_GetObjectItemCaseSensitive(qc, "group_size")->valueint == 128);
     CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(qc, "desc_act")));
     CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(qc, "format")->valuestring, "gptq"));
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(dyn, "+:.*\\.self_attn\\.(q|k|v|o)_proj");
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(dyn, "+:(?:.*\\.self_attn\\.(q|k|v|o)_proj)$");
     CHECK(e && cJSON_GetObjectItemCaseSensitive(e, "bits")->valueint == 8);
-    CHECK(cJSON_GetObjectItemCaseSensitive(dyn, "-:.*\\.layers\\.5\\.mlp\\..*") != NULL);
-    e = cJSON_GetObjectItemCaseSensitive(dyn, "+:.*\\.mlp\\.down_proj");
+    CHECK(cJSON_GetObjectItemCaseSensitive(dyn, "-:(?:.*\\.layers\\.5\\.mlp\\..*)$") != NULL);
+    e = cJSON_GetObjectItemCaseSensitive(dyn, "+:(?:.*\\.mlp\\.down_proj)$");
     CHECK(e && cJSON_GetObjectItemCaseSensitive(e, "group_size")->valueint == 64 &&
           !cJSON_GetObjectItemCaseSensitive(e, "bits"));
-    CHECK(!cJSON_GetObjectItemCaseSensitive(dyn, "+:.*\\.mlp\\.gate_proj")); /* nothing to override */
-    CHECK(!cJSON_GetObjectItemCaseSensitive(dyn, "+:.*\\.nothing_like_this")); /* matches nothing */
+    CHECK(!cJSON_GetObjectItemCaseSensitive(dyn, "+:(?:.*\\.mlp\\.gate_proj)$")); /* nothing to override */
+    CHECK(!cJSON_GetObjectItemCaseSensitive(dyn, "+:(?:.*\\.nothing_like_this)$")); /* matches nothing */
     CHECK(cJSON_GetArraySize(dyn) == 4);
+    /* read the way GPTQModel and vLLM do (re.match: anchored at the start only, first key wins),
+     * dynamic gives every module the bits / skip the job planned, and a name that merely starts
+     * like a module (rule = prefix of it) takes no rule */
+    for (int k = 0; k <= p.n_mods; k++) {
+        const char *name = k < p.n_mods ? p.mods[k].name : "model.language_model.layers.3.self_attn.q_proj_extra";
+        int bits = 4, skip = 0;
+        const cJSON *rule;
+        cJSON_ArrayForEach(rule, dyn)
+        {
+            int neg = rule->string[0] == '-';
+            int ec;
+            PCRE2_SIZE eo;
+            pcre2_code *re = pcre2_compile((PCRE2_SPTR)rule->string + 2, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED, &ec, &eo, NULL);
+            REQUIRE(re);
+            pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+            int hit = pcre2_match(re, (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0;
+            pcre2_match_data_free(md);
+            pcre2_code_free(re);
+            if (!hit) continue;
+            const cJSON *b = cJSON_GetObjectItemCaseSensitive(rule, "bits");
+            skip = neg, bits = b ? b->valueint : bits;
+            break;
+        }
+        if (k < p.n_mods)
+            CHECK_MSG(skip == !p.mods[k].quantize && (skip || bits == p.mods[k].bits), "%s", name);
+        else
+            CHECK(bits == 4 && !skip);
+    }
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(qc, "meta");
     const cJSON *qz = cJSON_GetObjectItemCaseSensitive(meta, "quantizer");
     CHECK(qz && !strncmp(cJSON_GetArrayItem(qz, 0)->valuestring, "gptq-eora:", 10));
@@ -646,7 +677,7 @@ TEST(end_to_end_tiny_run)
     const cJSON *qc = cJSON_GetObjectItemCaseSensitive(c, "quantization_config");
     CHECK(qc && cJSON_GetObjectItemCaseSensitive(c, "text_config") &&
           cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(qc, "dynamic"),
-                                           "+:.*\\.self_attn\\.(q|k|v|o)_proj"));
+                                           "+:(?:.*\\.self_attn\\.(q|k|v|o)_proj)$"));
     cJSON_Delete(c);
     free(ct);
     free(cp);
@@ -697,6 +728,15 @@ TEST(resume_after_kills_is_byte_identical)
     CHECK(test_compare_outputs(e2e_ref, out, &n_files) == 0);
     CHECK(n_files >= 9);
     CHECK_MSG(!fs_exists(stale_tmp), "activation temp file left behind");
+    /* the temps of the layer and output writes the kills cut short are gone, and with them the
+     * work directory; nothing hidden is left in the output directory */
+    CHECK_MSG(!fs_exists(work), "%s left behind", work);
+    DIR *d = opendir(out);
+    REQUIRE(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        CHECK_MSG(e->d_name[0] != '.' || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."), "%s/%s left behind", out,
+                  e->d_name);
+    closedir(d);
     free(stale_tmp);
     free(work);
     free(cfg);

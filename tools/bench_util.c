@@ -24,12 +24,9 @@ int bench_set_threads(int threads)
     return threads;
 }
 
-double bench_sgemm_peak(int threads)
+double bench_sgemm_gflops(int threads, int n, int reps)
 {
-    static double cache[1024];
-    int t = bench_set_threads(threads);
-    if (t < 1024 && cache[t] > 0) return cache[t];
-    const int n = 2048;
+    bench_set_threads(threads);
     float *a = xmalloc_aligned((size_t)n * n * 4), *b = xmalloc_aligned((size_t)n * n * 4),
           *c = xmalloc_aligned((size_t)n * n * 4);
     for (size_t i = 0; i < (size_t)n * n; i++) {
@@ -38,7 +35,7 @@ double bench_sgemm_peak(int threads)
     }
     double best = 1e30;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n);
-    for (int r = 0; r < 3; r++) {
+    for (int r = 0; r < reps; r++) {
         double t0 = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n);
         double dt = bench_now() - t0;
@@ -47,7 +44,15 @@ double bench_sgemm_peak(int threads)
     free(a);
     free(b);
     free(c);
-    double gf = 2.0 * n * (double)n * n / best / 1e9;
+    return 2.0 * n * (double)n * n / best / 1e9;
+}
+
+double bench_sgemm_peak(int threads)
+{
+    static double cache[1024];
+    int t = bench_set_threads(threads);
+    if (t < 1024 && cache[t] > 0) return cache[t];
+    double gf = bench_sgemm_gflops(t, 2048, 3);
     if (t < 1024) cache[t] = gf;
     return gf;
 }

@@ -5,8 +5,10 @@
 #define TOOLS_BENCH_UTIL_H
 
 double bench_now(void); /* seconds, monotonic */
-/* Best-of-3 GFLOP/s of a square sgemm of size n (default 2048) with `threads` threads
- * (0 = all). Cached per thread count. */
+/* Best-of-`reps` GFLOP/s of one square n×n×n sgemm (after one warm-up call), `threads` threads
+ * (0 = all). Not cached. */
+double bench_sgemm_gflops(int threads, int n, int reps);
+/* The common yardstick: bench_sgemm_gflops(threads, 2048, 3), cached per thread count. */
 double bench_sgemm_peak(int threads);
 /* Set OpenBLAS and OpenMP thread counts (0 = all cores). Returns the count in effect. */
 int bench_set_threads(int threads);

@@ -301,9 +301,11 @@ static void cleanup_work(run_state *s)
 {
     if (s->rank == 0) {
         for (int L = 0; L < s->plan.n_layers; L++) {
-            char *lf = output_layer_file(s->work, L);
+            char *lf = output_layer_file(s->work, L), base[64];
             unlink(lf);
             free(lf);
+            snprintf(base, sizeof base, "layer-%05d", L); /* temps of a layer write a kill cut short */
+            st_writer_remove_temps(s->work, base);
         }
         for (int i = 0; i < 3; i++) remove_file(s->work, RAM_ACT_FILES[i]);
         act_store_remove_temps(s->work, RAM_ACT_FILES, 3);

@@ -63,9 +63,11 @@ cJSON *output_quant_config(const job_t *job, const quant_plan *plan)
     for (int r = 0; r < n; r++) {
         if (!emitted[r]) continue;
         const quant_rule *ru = &job->rules[r];
-        size_t len = strlen(ru->match) + 3;
+        /* GPTQModel and vLLM apply a key with re.match (anchored at the start only); our rules
+         * match whole names, so the key carries the end anchor: "(?:P)$" */
+        size_t len = strlen(ru->match) + 8;
         char *key = xmalloc(len);
-        snprintf(key, len, "%s:%s", ru->skip ? "-" : "+", ru->match);
+        snprintf(key, len, "%s:(?:%s)$", ru->skip ? "-" : "+", ru->match);
         cJSON *o = cJSON_AddObjectToObject(dyn, key);
         if (!ru->skip) {
             if (ru->bits && ru->bits != job->bits) cJSON_AddNumberToObject(o, "bits", ru->bits);
@@ -162,6 +164,7 @@ int output_checkpoint(const job_t *job, const quant_plan *plan, const st_set *ck
                       uint64_t *bytes)
 {
     remove_old_shards(job->output);
+    st_writer_remove_temps(job->output, "model"); /* left by a run killed while writing */
     st_writer *w = st_writer_open(job->output, "model", job->shard_size ? job->shard_size : (4ull << 30));
     if (!w) return -1;
     layer_files lf = {work_dir, xcalloc((size_t)plan->n_layers + 1, sizeof(st_set *)), plan->n_layers};

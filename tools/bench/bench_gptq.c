@@ -28,32 +28,6 @@ static float urand(void)
     return (float)((double)(rs >> 11) / 9007199254740992.0);
 }
 
-#include <cblas.h>
-
-/* A second yardstick: best-of-2 square sgemm at n = 4096. bench_util's n = 2048 does not keep
- * 16 cores busy, so "% of peak" against it can exceed 100%. */
-static double sgemm4096_gflops(void)
-{
-    const int n = 4096;
-    float *a = xmalloc_aligned((size_t)n * n * 4), *b = xmalloc_aligned((size_t)n * n * 4),
-          *c = xmalloc_aligned((size_t)n * n * 4);
-    for (size_t i = 0; i < (size_t)n * n; i++) {
-        a[i] = (float)((i * 7) % 13) * 0.01f;
-        b[i] = (float)((i * 5) % 11) * 0.01f;
-    }
-    double best = 1e30;
-    for (int r = 0; r < 2; r++) {
-        double t0 = bench_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n);
-        double dt = bench_now() - t0;
-        best = dt < best ? dt : best;
-    }
-    free(a);
-    free(b);
-    free(c);
-    return 2.0 * n * (double)n * n / best / 1e9;
-}
-
 static double big_peak;
 
 static double block_flops(int out, int n, int bs)
@@ -129,7 +103,7 @@ int main(int argc, char **argv)
     }
     for (int k = 0; k < nt; k++) {
         int t = bench_set_threads(thr[k]);
-        big_peak = sgemm4096_gflops();
+        big_peak = bench_sgemm_gflops(t, 4096, 2); /* n = 2048 does not keep 16 cores busy */
         printf("sgemm peak (%d threads): %.1f GFLOP/s at n=2048, %.1f GFLOP/s at n=4096\n", t, bench_sgemm_peak(t),
                big_peak);
         for (int s = 0; s < ns; s++)
