@@ -11,6 +11,7 @@
 
 #include "calib/model_kernels.h"
 #include "calib/small_gemm.h"
+#include "calib/vec_math.h"
 #include "io/err.h"
 
 #define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -43,7 +44,8 @@ void rope_apply(float *x, int R, const float *c, const float *s)
 
 /* Online-softmax step for one row block: S holds q·kᵀ for keys [s0, s0+nk); scales, masks keys
  * after each row's position, turns S into P = e^{S−m}, updates the running max m and sum l,
- * and rescales the accumulated output rows. */
+ * and rescales the accumulated output rows. 16 keys at a time (ga_exp); the last partial
+ * vector of a row is padded with −inf, whose e^{…} is 0. */
 static inline __attribute__((always_inline)) void softmax_block(float *S, int rows, int nk, int r,
                                                                 int t0, int s0, float scale, float *m,
                                                                 float *l, float *o, int D)
@@ -57,19 +59,33 @@ static inline __attribute__((always_inline)) void softmax_block(float *S, int ro
             memset(srow, 0, (size_t)nk * sizeof(float));
             continue;
         }
-        float mx = -INFINITY;
-        for (int j = 0; j < valid; j++) {
-            srow[j] *= scale;
-            mx = srow[j] > mx ? srow[j] : mx;
+        const int v16 = valid - valid % 16;
+        ga_v16 vmx = ga_splat(-INFINITY);
+        for (int j = 0; j < v16; j += 16) {
+            ga_v16 x = ga_load(srow + j) * scale;
+            ga_store(srow + j, x);
+            vmx = ga_select(x > vmx, x, vmx);
         }
+        float tail[16];
+        for (int j = 0; j < 16; j++) tail[j] = v16 + j < valid ? srow[v16 + j] * scale : -INFINITY;
+        vmx = ga_select(ga_load(tail) > vmx, ga_load(tail), vmx);
+        float mx = -INFINITY;
+        for (int j = 0; j < 16; j++) mx = vmx[j] > mx ? vmx[j] : mx;
         float mnew = mx > m[i] ? mx : m[i];
         float alpha = expf(m[i] - mnew); /* m[i] = −inf on the first block → 0 */
-        float sum = 0;
-        for (int j = 0; j < valid; j++) {
-            float p = expf(srow[j] - mnew);
-            srow[j] = p;
-            sum += p;
+        ga_v16 vsum = ga_splat(0.0f);
+        for (int j = 0; j < v16; j += 16) {
+            ga_v16 p = ga_exp(ga_load(srow + j) - mnew);
+            ga_store(srow + j, p);
+            vsum += p;
         }
+        if (v16 < valid) {
+            ga_v16 p = ga_exp(ga_load(tail) - mnew);
+            vsum += p;
+            for (int j = v16; j < valid; j++) srow[j] = p[j - v16];
+        }
+        float sum = 0;
+        for (int j = 0; j < 16; j++) sum += vsum[j];
         for (int j = valid; j < nk; j++) srow[j] = 0;
         l[i] = l[i] * alpha + sum;
         m[i] = mnew;
@@ -140,6 +156,29 @@ void attention_causal_blocked(const float *q, const float *k, const float *v, fl
     free(kt);
 }
 
+/* back to [B·T, H·D], times the sigmoid output gate (second half of each head's q slot) */
+HOT static void attention_gate_out(const float *O, const float *qg, float *y, int B, int T, int H, int r, int D,
+                                   int qw, int gated)
+{
+    const int G = H / r;
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < (int64_t)B * T; n++) {
+        const int64_t b = n / T;
+        const int t = (int)(n % T);
+        for (int h = 0; h < H; h++) {
+            int g = h / r, j = h % r;
+            const float *src = O + ((((size_t)b * G + g) * T + t) * r + j) * D;
+            float *dst = y + ((size_t)n * H + h) * D;
+            if (!gated) {
+                memcpy(dst, src, (size_t)D * sizeof(float));
+                continue;
+            }
+            sigmoid_span(qg + ((size_t)n * H + h) * qw + D, dst, D);
+            for (int c = 0; c < D; c++) dst[c] = src[c] * dst[c];
+        }
+    }
+}
+
 void attention_core(const model_config *cfg, const layer_weights *lw, const float *x, int B, int T,
                     float *y)
 {
@@ -200,19 +239,7 @@ void attention_core(const model_config *cfg, const layer_weights *lw, const floa
         }
     tp = fwd_prof_add(FP_ATT_CORE, tp);
 
-    /* back to [B·T, H·D], times the sigmoid output gate (second half of each head's q slot) */
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; n++) {
-        const int64_t b = n / T;
-        const int t = (int)(n % T);
-        for (int h = 0; h < H; h++) {
-            int g = h / r, j = h % r;
-            const float *src = O + ((((size_t)b * G + g) * T + t) * r + j) * D;
-            float *dst = y + ((size_t)n * H + h) * D;
-            const float *gate = qg + ((size_t)n * H + h) * qw + D;
-            for (int c = 0; c < D; c++) dst[c] = gated ? src[c] * sigmoidf_(gate[c]) : src[c];
-        }
-    }
+    attention_gate_out(O, qg, y, B, T, H, r, D, qw, gated);
     free(qg);
     free(Q);
     free(K);

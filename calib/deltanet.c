@@ -16,6 +16,7 @@
 
 #include "calib/model_kernels.h"
 #include "calib/small_gemm.h"
+#include "calib/vec_math.h"
 #include "io/err.h"
 
 #define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -178,7 +179,7 @@ HOT void causal_conv1d_silu(const float *x, const float *w, float *y, int T, int
             if (s < 0) continue;
             axpy_vec(yt, wt + (size_t)j * C, x + (size_t)s * C, C);
         }
-        for (int c = 0; c < C; c++) yt[c] = siluf_(yt[c]);
+        silu_span(yt, yt, C);
     }
     free(wt);
 }

@@ -3,6 +3,9 @@
 #include <math.h>
 
 #include "calib/model_kernels.h"
+#include "calib/vec_math.h"
+
+#define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 /* below this many elements a loop runs on the calling thread (waking the team costs more) */
 #define PAR_MIN 65536
@@ -21,8 +24,8 @@ void rmsnorm_zc(const float *x, const float *w, float *y, int64_t rows, int n, f
     for (int64_t r = 0; r < rows; r++) rmsnorm_zc_row(x + r * n, w, y + r * n, n, eps);
 }
 
-void rmsnorm_gated(const float *o, const float *w, const float *z, float *y, int64_t groups, int n,
-                   float eps)
+HOT void rmsnorm_gated(const float *o, const float *w, const float *z, float *y, int64_t groups, int n,
+                       float eps)
 {
 #pragma omp parallel for schedule(static) if (groups * n >= PAR_MIN)
     for (int64_t gi = 0; gi < groups; gi++) {
@@ -31,7 +34,8 @@ void rmsnorm_gated(const float *o, const float *w, const float *z, float *y, int
         double ss = 0;
         for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
         float r = (float)(1.0 / sqrt(ss / n + eps));
-        for (int i = 0; i < n; i++) yy[i] = w[i] * (x[i] * r) * siluf_(zz[i]);
+        silu_span(zz, yy, n);
+        for (int i = 0; i < n; i++) yy[i] = w[i] * (x[i] * r) * yy[i];
     }
 }
 
@@ -43,10 +47,15 @@ void l2norm_scale(float *x, int n, float eps, float scale)
     for (int i = 0; i < n; i++) x[i] = x[i] * r * scale;
 }
 
-void swiglu_inplace(float *g, const float *u, int64_t n)
+HOT void swiglu_inplace(float *g, const float *u, int64_t n)
 {
+    enum { SPAN = 4096 }; /* silu then the product while the span is in L1 */
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) g[i] = siluf_(g[i]) * u[i];
+    for (int64_t s = 0; s < n; s += SPAN) {
+        const int64_t e = s + SPAN < n ? s + SPAN : n;
+        silu_span(g + s, g + s, e - s);
+        for (int64_t i = s; i < e; i++) g[i] *= u[i];
+    }
 }
 
 void add_inplace(float *y, const float *x, int64_t n)

@@ -6,6 +6,7 @@
 
 #include "calib/model.h"
 #include "calib/model_kernels.h"
+#include "calib/vec_math.h"
 #include "io/err.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
@@ -290,6 +291,50 @@ TEST(batch_of_two_equals_two_single_runs)
     free(h), free(both), free(one);
     st_close(ck);
     model_config_free(&cfg);
+}
+
+/* ga_exp (softmax) and the SiLU of swiglu_inplace (the library's AVX-512/AVX2 clone, with FMA)
+ * against double precision over the whole fp32 range; the edges; and the padded tail: an
+ * element's value does not depend on where it sits in the array. */
+TEST(vector_exp_and_silu_accuracy)
+{
+    enum { N = 200003 };
+    float *x = malloc(N * sizeof(float)), *e = malloc(N * sizeof(float)), *g = malloc(N * sizeof(float)),
+          *u = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = -87.3f + (88.3f + 87.3f) * (float)i / (N - 1), u[i] = 1.0f;
+    for (int i = 0; i + 16 <= N; i += 16) ga_store(e + i, ga_exp(ga_load(x + i)));
+    double worst = 0;
+    for (int i = 0; i + 16 <= N; i++) {
+        double ref = exp((double)x[i]);
+        if (ref < 1.1754943508222875e-38) continue; /* fp32 denormal results: flushed by the kernels */
+        worst = fmax(worst, fabs(e[i] - ref) / ref);
+    }
+    printf("  ga_exp on [-87.3, 88.3]: max relative error %.3g (%.2f ulp)\n", worst, worst / 1.1920929e-7);
+    CHECK_MSG(worst <= 2.4e-7, "ga_exp relative error %.3g > 2 ulp", worst); /* as vec_math.h states */
+    float sp[16] = {-INFINITY, -1000.0f, -87.4f, 0.0f, -0.0f, 88.4f, 1000.0f, INFINITY, NAN, 1.0f, -1.0f, 0.5f};
+    ga_v16 r = ga_exp(ga_load(sp));
+    CHECK(r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == 1 && r[4] == 1);
+    CHECK(isinf(r[5]) && isinf(r[6]) && isinf(r[7]) && isnan(r[8]));
+    CHECK(fabs(r[9] - M_E) <= 2.4e-7 * M_E && fabs(r[10] - 1 / M_E) <= 2.4e-7 / M_E);
+
+    for (int i = 0; i < N; i++) x[i] = -100.0f + 200.0f * (float)i / (N - 1), g[i] = x[i];
+    swiglu_inplace(g, u, N);
+    worst = 0;
+    for (int i = 0; i < N; i++) {
+        double ref = x[i] / (1.0 + exp(-(double)x[i]));
+        if (fabs(ref) < 1e-30) continue;
+        worst = fmax(worst, fabs(g[i] - ref) / fabs(ref));
+    }
+    printf("  silu (swiglu_inplace) on [-100, 100]: max relative error %.3g\n", worst);
+    CHECK_MSG(worst <= 4.8e-7, "silu relative error %.3g > 4 ulp", worst);
+    /* the same 37 values at offsets 0 and 5 of a 37- and a 45-element array: identical bits */
+    float a[45], b[45], one[45];
+    for (int i = 0; i < 45; i++) one[i] = 1.0f, b[i] = 0.0f;
+    for (int i = 0; i < 37; i++) a[i] = b[i + 5] = -9.0f + 0.47f * i;
+    swiglu_inplace(a, one, 37);
+    swiglu_inplace(b, one, 45);
+    CHECK(memcmp(a, b + 5, 37 * sizeof(float)) == 0);
+    free(x), free(e), free(g), free(u);
 }
 
 TEST(linear_apply_lora_and_bias)

@@ -26,12 +26,15 @@ void blas_env_reexec(char **argv)
     if (getenv("GPTQ_EORA_REEXECED")) return; /* once */
     const char *core = better_core();
     int wait = !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT");
-    if (!core && !wait) return;
+    int timeout = !getenv("OPENBLAS_THREAD_TIMEOUT");
+    if (!core && !wait && !timeout) return;
     setenv("GPTQ_EORA_REEXECED", "1", 1);
     if (core) setenv("OPENBLAS_CORETYPE", core, 1);
     if (wait) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    if (timeout) setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1); /* 2^4 cycles: the minimum */
     execv("/proc/self/exe", argv);
     /* exec failed: carry on as we are */
     if (core) unsetenv("OPENBLAS_CORETYPE");
     if (wait) unsetenv("OMP_WAIT_POLICY");
+    if (timeout) unsetenv("OPENBLAS_THREAD_TIMEOUT");
 }
