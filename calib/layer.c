@@ -6,6 +6,7 @@
  * built in h_out directly. Large activation buffers come from fwd_alloc (huge pages). */
 #include <cblas.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -31,7 +32,7 @@ double fwd_prof_now(void)
 void *fwd_alloc(size_t bytes)
 {
     enum { BIG = 4 << 20, HUGE = 2 << 20 };
-    if (bytes < BIG) return xmalloc_aligned(bytes);
+    if (bytes < BIG || bytes > SIZE_MAX - HUGE) return xmalloc_aligned(bytes); /* no wrap when rounding up */
     void *p = NULL;
     size_t n = (bytes + HUGE - 1) / HUGE * HUGE;
     if (posix_memalign(&p, HUGE, n)) return xmalloc_aligned(bytes); /* reports out-of-memory */

@@ -1,6 +1,7 @@
 #include "io/err.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,7 @@ char *xstrdup(const char *s)
 void *xmalloc_aligned(size_t n)
 {
     void *p = NULL;
-    if (posix_memalign(&p, 64, n ? (n + 63) / 64 * 64 : 64)) oom(n);
+    /* a size near SIZE_MAX (a negative count cast to size_t) must not round up to 0 */
+    if (n > SIZE_MAX - 63 || posix_memalign(&p, 64, n ? (n + 63) / 64 * 64 : 64)) oom(n);
     return p;
 }

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +95,7 @@ static int get_eos(const ctx_t *c, const cJSON *obj, const char *scope, int *out
     if (!v || cJSON_IsNull(v)) return 0;
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
     if (!v) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 2147483647.0)
         return err_set("%s: %seos_token_id: expected an integer or a list of integers", c->file, scope);
     *out = (int)v->valuedouble;
     *found = 1;
@@ -173,6 +174,14 @@ static int parse(const char *file, const cJSON *root, model_config *cfg)
     if (get_pos_int(&c, tc, "linear_conv_kernel_dim", 0, 4, &cfg->conv_kernel)) return -1;
     if (get_pos_int(&c, tc, "max_position_embeddings", 0, 32768, &cfg->max_position_embeddings)) return -1;
 
+    /* Projection widths are products of these and are kept in ints (calib/, tools/): they must
+     * fit (q_proj with its output gate is the widest; DeltaNet's conv channels q | k | v). */
+    if ((int64_t)cfg->n_heads * cfg->head_dim * 2 > INT32_MAX ||
+        2 * (int64_t)cfg->lin_k_heads * cfg->lin_k_dim + (int64_t)cfg->lin_v_heads * cfg->lin_v_dim > INT32_MAX)
+        return err_set("%s: %sattention heads x head_dim (%d x %d) or DeltaNet heads x dims (%d x %d, %d x %d) "
+                       "exceed the int range",
+                       file, c.scope, cfg->n_heads, cfg->head_dim, cfg->lin_k_heads, cfg->lin_k_dim, cfg->lin_v_heads,
+                       cfg->lin_v_dim);
     if (cfg->n_heads % cfg->n_kv_heads)
         return err_set("%s: %snum_attention_heads %d is not a multiple of num_key_value_heads %d", file, c.scope,
                        cfg->n_heads, cfg->n_kv_heads);

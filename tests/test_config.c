@@ -171,6 +171,30 @@ TEST(config_errors_name_the_key)
     }
 }
 
+/* Widths are products of config numbers kept in ints downstream (q_proj with its gate is
+ * heads x head_dim x 2; DeltaNet's conv channels 2·Hk·dk + Hv·dv): a config whose products pass
+ * INT_MAX is refused, as is an eos_token_id outside the int range (its conversion would be
+ * undefined). */
+TEST(config_sizes_past_int_range)
+{
+    static const struct { const char *from, *to, *expect; } cases[] = {
+        {"\"head_dim\": 256", "\"head_dim\": 134217728", "exceed the int range"},
+        {"\"linear_key_head_dim\": 128", "\"linear_key_head_dim\": 1073741824", "exceed the int range"},
+        {"\"linear_value_head_dim\": 128", "\"linear_value_head_dim\": 134217728", "exceed the int range"},
+        {"\"eos_token_id\": [248044, 248046]", "\"eos_token_id\": 1e10", "eos_token_id"},
+        {"\"eos_token_id\": [248044, 248046]", "\"eos_token_id\": [-3e9]", "eos_token_id"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err_clear();
+        int rc = load_variant(cases[i].from, cases[i].to);
+        CHECK_MSG(rc == -1, "case %zu: rc %d", i, rc);
+        CHECK_MSG(contains(err_msg(), cases[i].expect), "case %zu: '%s' not in '%s'", i, cases[i].expect,
+                  err_msg());
+    }
+    /* the largest widths that fit still load: 16 heads x 2^26 x 2 = 2^31 would not, 2^25 does */
+    CHECK_MSG(load_variant("\"head_dim\": 256", "\"head_dim\": 33554432") == 0, "%s", err_msg());
+}
+
 TEST(config_bad_layer_type_entry)
 {
     char json[4096];

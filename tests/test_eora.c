@@ -5,12 +5,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "eora/eora.h"
 #include "gptq/pack.h"
 #include "io/err.h"
 #include "io/safetensors.h"
 #include "tests/testlib.h"
+#include "tests/testutil.h"
 #include "tools/cli.h"
 
 #define GOLDEN TEST_DATA "/golden/gptq_gptqmodel.safetensors"
@@ -667,4 +669,26 @@ TEST(eora_cli_reads_gptq_module)
     golden_free(&c);
     st_close(s);
     st_close(g);
+}
+
+/* eora's out/in are ints: a weight with a dimension past INT_MAX (a sparse 4 GiB file, the data
+ * never read) is refused by name; truncated, the size of W would have wrapped (an out-of-memory
+ * exit) or been too small for st_to_f32. */
+TEST(eora_cli_refuses_dimension_over_int_max)
+{
+    char *w = test_tmp_path("wide.safetensors"), wspec[600], outp[512];
+    const unsigned long long in = 1ull << 31; /* one more than INT_MAX */
+    char json[256];
+    snprintf(json, sizeof json, "{\"W\":{\"dtype\":\"BF16\",\"shape\":[1,%llu],\"data_offsets\":[0,%llu]}}", in,
+             2 * in);
+    REQUIRE(test_write_sparse_st(w, json, 2 * in, NULL, 0) == 0);
+    snprintf(wspec, sizeof wspec, "%s:W", w);
+    snprintf(outp, sizeof outp, "%s/wide.eora.safetensors", test_tmpdir());
+    const char *args[] = {"--weight", wspec, "--quantized", wspec, "--cov", GOLDEN ":l3.q_proj.eora_cov",
+                          "--rank", "4", "-o", outp};
+    err_clear();
+    CHECK(run_cli(10, args) == 1);
+    CHECK_MSG(strstr(err_msg(), "[1, 2147483648]") && strstr(err_msg(), "over 2147483647"), "%s", err_msg());
+    unlink(w);
+    free(w);
 }

@@ -317,6 +317,7 @@ TEST(bad_quantization_configs_fail_with_one_line)
         {"{\"bits\": 4, \"dynamic\": {\"+:(unclosed\": {\"bits\": 8}}}", "(unclosed"},
         {"{\"bits\": 4, \"quant_method\": \"awq\"}", "awq"},
         {"{\"bits\": \"four\"}", "bits"},
+        {"{\"bits\": 4, \"group_size\": 1e10}", "group_size: expected an integer"}, /* not converted to int */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char name[32];

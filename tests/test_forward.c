@@ -1,8 +1,12 @@
 /* calib/ model: Qwen3.5 forward pass against transformers' golden outputs, kernel oracles
  * (chunked delta rule vs recurrence, blocked vs naive attention), taps, batching, LoRA. */
+#include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "calib/model.h"
 #include "calib/model_kernels.h"
@@ -419,4 +423,29 @@ TEST(cli_forward_writes_golden_names)
     char *argv2[] = {"forward", "--model", TINY, "--ids", spec, "--layers", "5..9", "-o", bad, NULL};
     CHECK(cmd_forward(9, argv2) != 0);
     CHECK(st_open(bad) == NULL);
+}
+
+/* A byte count near SIZE_MAX (a negative count converted to size_t) is an out-of-memory exit
+ * (status 1), never rounded up past zero into a tiny buffer: fwd_alloc rounds to 2 MiB,
+ * xmalloc_aligned to 64 bytes. Each call runs in a child process. */
+TEST(allocations_near_size_max_exit_out_of_memory)
+{
+    const size_t sizes[3] = {SIZE_MAX, SIZE_MAX - 40, SIZE_MAX - (1u << 20)};
+    for (int which = 0; which < 2; which++)
+        for (int k = 0; k < 3; k++) {
+            fflush(stdout);
+            fflush(stderr);
+            pid_t pid = fork();
+            REQUIRE(pid >= 0);
+            if (pid == 0) {
+                int devnull = open("/dev/null", O_WRONLY);
+                if (devnull >= 0) dup2(devnull, 2); /* the out-of-memory line */
+                void *p = which ? fwd_alloc(sizes[k]) : xmalloc_aligned(sizes[k]);
+                _exit(p ? 3 : 4);
+            }
+            int status = 0;
+            waitpid(pid, &status, 0);
+            CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s(SIZE_MAX - %zu): status %d",
+                      which ? "fwd_alloc" : "xmalloc_aligned", SIZE_MAX - sizes[k], status);
+        }
 }

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gptq/gptq.h"
 #include "gptq/hessian.h"
@@ -609,4 +610,26 @@ TEST(cli_solve_writes_gptq_tensors)
     FILE *f = fopen(out2, "rb");
     CHECK(f == NULL);
     if (f) fclose(f);
+}
+
+/* The solver's out/in are ints: a weight with a dimension past INT_MAX (a sparse 4 GiB file, the
+ * data never read) is refused by name instead of being truncated into a buffer that
+ * st_to_f32 would overrun. */
+TEST(cli_solve_refuses_dimension_over_int_max)
+{
+    char *w = test_tmp_path("wide.safetensors"), wspec[600], hspec[256], out[512];
+    const uint64_t in = 1ull << 31; /* one more than INT_MAX */
+    char json[256];
+    snprintf(json, sizeof json, "{\"W\":{\"dtype\":\"BF16\",\"shape\":[1,%llu],\"data_offsets\":[0,%llu]}}",
+             (unsigned long long)in, (unsigned long long)(2 * in));
+    REQUIRE(test_write_sparse_st(w, json, 2 * in, NULL, 0) == 0);
+    snprintf(wspec, sizeof wspec, "%s:W", w);
+    snprintf(hspec, sizeof hspec, "%s:l3.q_proj.H_gptqmodel", GOLDEN);
+    snprintf(out, sizeof out, "%s/wide-out.safetensors", test_tmpdir());
+    char *argv[] = {"solve", "--weight", wspec, "--hessian", hspec, "-o", out, NULL};
+    err_clear();
+    CHECK(cmd_solve(7, argv) == 1);
+    CHECK_MSG(strstr(err_msg(), "[1, 2147483648]") && strstr(err_msg(), "over 2147483647"), "%s", err_msg());
+    unlink(w);
+    free(w);
 }

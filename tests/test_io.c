@@ -17,6 +17,7 @@
 #include "io/fsutil.h"
 #include "io/journal.h"
 #include "io/safetensors.h"
+#include "io/spill.h"
 #include "tests/testlib.h"
 #include "tests/testutil.h"
 #include "tools/cli.h"
@@ -1225,4 +1226,88 @@ TEST(inspect_cli)
     CHECK(j && cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "dtypes"), "BF16"), "bytes")->valuedouble == 4096 * 256 * 2);
     cJSON_Delete(j);
     free(out);
+}
+
+/* ------------------------------------------------------------------ sizes past 32 bits */
+
+/* A 27B shard holds more than 4 GiB: a tensor that starts at byte 2^32 of the data area is found
+ * at the right place, its bytes are read from there, and sizes / errors keep all 64 bits. */
+TEST(st_offsets_past_4gib)
+{
+    const uint64_t big = 1ull << 32;
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"big\":{\"dtype\":\"F32\",\"shape\":[%llu],\"data_offsets\":[0,%llu]},"
+             "\"tail\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[%llu,%llu]}}",
+             (unsigned long long)(big / 4), (unsigned long long)big, (unsigned long long)big,
+             (unsigned long long)(big + 8));
+    const float tail[2] = {1.5f, -2.0f};
+    char *p = test_tmp_path("past4g.safetensors");
+    REQUIRE(test_write_sparse_st(p, json, big + 8, tail, sizeof tail) == 0);
+    st_set *s = st_open(p);
+    CHECK_MSG(s != NULL, "%s", err_msg());
+    if (s) {
+        const st_tensor *b = st_find(s, "big"), *t = st_find(s, "tail");
+        REQUIRE(b && t && st_get(s, 0) == b && st_get(s, 1) == t);
+        CHECK(b->numel == (int64_t)(big / 4) && b->nbytes == big);
+        CHECK((uint64_t)((const char *)t->data - (const char *)b->data) == big);
+        float got[2] = {0, 0};
+        CHECK(st_to_f32(t, got) == 0 && got[0] == 1.5f && got[1] == -2.0f);
+        st_close(s);
+        inspect_report r;
+        REQUIRE(inspect_open(p, NULL, &r) == 0);
+        CHECK(r.total_bytes == big + 8 && r.dtypes[DT_F32].numel == big / 4 + 2 && r.dtypes[DT_F32].bytes == big + 8);
+        inspect_free(&r);
+    }
+    /* a range ending 4 bytes past the end is refused with the 64-bit numbers in the message */
+    snprintf(json, sizeof json,
+             "{\"big\":{\"dtype\":\"F32\",\"shape\":[%llu],\"data_offsets\":[0,%llu]},"
+             "\"tail\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[%llu,%llu]}}",
+             (unsigned long long)(big / 4), (unsigned long long)big, (unsigned long long)big,
+             (unsigned long long)(big + 12));
+    REQUIRE(test_write_sparse_st(p, json, big + 8, tail, sizeof tail) == 0);
+    err_clear();
+    CHECK(st_open(p) == NULL);
+    CHECK_MSG(msg_has("'tail'") && msg_has("4294967308") && msg_has("4294967304 bytes"), "%s", err_msg());
+    unlink(p);
+    free(p);
+}
+
+/* Spill files of the 27B recipe are hundreds of GB: rows whose byte offset is past 4 GiB (f32:
+ * past 8 GiB) are written and read back at the right place, and a reopened file checks its
+ * 64-bit size. Sparse: only the rows written take disk space. */
+TEST(spill_offsets_past_4gib)
+{
+    enum { COLS = 1024 };
+    const int64_t rows = ((int64_t)1 << 21) + 3; /* f32: 8 GiB + 12 KiB, bf16: 4 GiB + 6 KiB */
+    static float x[2 * COLS], y[3 * COLS];
+    for (int i = 0; i < 2 * COLS; i++) x[i] = (float)(i % 97) - 48.25f; /* exact in bf16 too */
+    const dtype_t dts[2] = {DT_F32, DT_BF16};
+    for (int k = 0; k < 2; k++) {
+        char *p = test_tmp_path(k ? "past4g.bf16.spill" : "past4g.f32.spill");
+        act_store *s = act_store_create(p, rows, COLS, dts[k]);
+        CHECK_MSG(s != NULL, "%s", err_msg());
+        if (!s) {
+            free(p);
+            continue;
+        }
+        CHECK(act_store_bytes(s) == (uint64_t)rows * COLS * dtype_size(dts[k]));
+        CHECK(act_store_write(s, rows - 2, 2, x) == 0);
+        act_store_close(s);
+        s = act_store_open(p, rows, COLS, dts[k]); /* the size check is 64-bit too */
+        CHECK_MSG(s != NULL, "%s", err_msg());
+        if (s) {
+            for (int i = 0; i < 3 * COLS; i++) y[i] = 7.0f;
+            CHECK(act_store_read(s, rows - 3, 3, y) == 0);
+            int same = 1;
+            for (int i = 0; i < COLS; i++) same &= y[i] == 0.0f; /* never written */
+            for (int i = 0; i < 2 * COLS; i++) same &= y[COLS + i] == x[i];
+            CHECK_MSG(same, "%s store: rows past 4 GiB read back wrong", dtype_name(dts[k]));
+            CHECK(act_store_read(s, rows - 1, 2, y) != 0); /* outside */
+            act_store_close_unlink(s);
+        } else {
+            unlink(p);
+        }
+        free(p);
+    }
 }

@@ -83,6 +83,25 @@ TEST(bad_options_are_refused_with_the_option_named)
     free(s);
 }
 
+/* The rank count nodes x tasks per node is an int (MPI ranks, the script's -np): each option is
+ * accepted up to 10^6, so their product is checked, not computed into an overflow. */
+TEST(rank_count_past_int_range_is_refused)
+{
+    slurm_opts o = sample_opts();
+    o.nodes = 1000000;
+    o.ntasks_per_node = 1000000;
+    err_clear();
+    char *s = slurm_script(&o);
+    CHECK_MSG(!s && strstr(err_msg(), "MPI ranks") && strstr(err_msg(), "--nodes 1000000"), "%s",
+              s ? "accepted" : err_msg());
+    free(s);
+    o.nodes = 46340; /* 46340 x 46340 < 2^31: still a valid script */
+    o.ntasks_per_node = 46340;
+    s = slurm_script(&o);
+    CHECK_MSG(s && strstr(s, "#SBATCH --nodes=46340"), "%s", s ? s : err_msg());
+    free(s);
+}
+
 /* Runs the script with bash, a stand-in `launcher` on PATH that writes its arguments to a
  * file, and the given Slurm environment. Returns the recorded arguments (malloc'd). */
 static char *run_script(const slurm_opts *o, const char *launcher, const char *env)

@@ -1,9 +1,11 @@
 #include "tests/testutil.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/err.h"
 #include "io/fsutil.h"
@@ -106,4 +108,23 @@ int test_compare_outputs(const char *ref, const char *got, int *n_files)
     }
     err_clear();
     return diffs;
+}
+
+int test_write_sparse_st(const char *path, const char *json, uint64_t data_len, const void *tail, size_t tail_len)
+{
+    size_t n = strlen(json), hlen = (n + 7) / 8 * 8;
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    char *h = xmalloc(hlen);
+    memcpy(h, json, n);
+    memset(h + n, ' ', hlen - n);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    int rc = fd < 0 || fs_write_all(fd, len8, 8) || fs_write_all(fd, h, hlen) ||
+                     ftruncate(fd, (off_t)(8 + hlen + data_len)) != 0 ||
+                     (tail_len && fs_pwrite_all(fd, tail, tail_len, (off_t)(8 + hlen + data_len - tail_len)))
+                 ? -1
+                 : 0;
+    if (fd >= 0) close(fd);
+    free(h);
+    return rc;
 }

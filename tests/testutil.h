@@ -3,6 +3,7 @@
 #ifndef TESTS_TESTUTIL_H
 #define TESTS_TESTUTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* malloc'd "<test_tmpdir()>/name". */
@@ -12,6 +13,10 @@ char *test_tmp_path(const char *name);
 const char *test_write_tmp(const char *name, const char *text);
 /* Remove a file or directory tree (rm -rf); reports to stderr when that fails. */
 void test_rm_rf(const char *path);
+/* A safetensors file whose header is `json` and whose data area is data_len bytes, sparse: only
+ * the header and `tail` (placed at the very end of the data) are written, so layouts past 4 GiB
+ * cost no disk. 0, or -1 when the file cannot be written. */
+int test_write_sparse_st(const char *path, const char *json, uint64_t data_len, const void *tail, size_t tail_len);
 /* One step of Marsaglia's xorshift64 (13, 7, 17) on *state (must start non-zero). */
 uint64_t test_xorshift64(uint64_t *state);
 

@@ -2,6 +2,7 @@
  * covariance, writes lora_A [r, in] and lora_B [out, r] with the losses in the metadata. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,7 @@ static float *load_gptq_module(const char *spec, int out, int in, gptq_format fm
         qw->ndim != 2 || qw->shape[1] != out || qw->shape[0] * 32 != (int64_t)bits * in ||
         !(bits == 2 || bits == 3 || bits == 4 || bits == 8) || t[1]->ndim != 2 || t[1]->shape[1] != out ||
         t[2]->numel != in || t[0]->ndim != 2 || t[0]->shape[0] != t[1]->shape[0] ||
-        t[0]->shape[1] * 32 != (int64_t)out * bits) {
+        t[0]->shape[1] * 32 != (int64_t)out * bits || t[1]->shape[0] > INT_MAX) {
         err_set("%s: GPTQ module '%s' tensors do not fit a [%d, %d] weight (qweight %s [%lld, %lld])", path, prefix,
                 out, in, dtype_name(qw->dtype), (long long)qw->shape[0], (long long)(qw->ndim > 1 ? qw->shape[1] : 0));
     } else {
@@ -217,6 +218,13 @@ int cmd_eora(int argc, char **argv)
     if (st_open_spec(weight, &sw, &tw)) goto fail;
     if (!dtype_is_float(tw->dtype) || tw->ndim != 2) {
         err_set("%s: weight must be a 2-D float tensor (got %s, %d dims)", weight, dtype_name(tw->dtype), tw->ndim);
+        goto fail;
+    }
+    /* out and in are ints from here on: a larger dimension would be truncated and W, sized from
+     * it, overrun by st_to_f32 (which converts all numel values) */
+    if (tw->shape[0] > INT_MAX || tw->shape[1] > INT_MAX) {
+        err_set("%s: weight [%lld, %lld] has a dimension over %d", weight, (long long)tw->shape[0],
+                (long long)tw->shape[1], INT_MAX);
         goto fail;
     }
     int out = (int)tw->shape[0], in = (int)tw->shape[1];

@@ -3,6 +3,7 @@
  *                     [--layers A..B] -o OUT.safetensors
  * Outputs use the golden file's names: embed, layer_out.{i}, final_norm, logits ([B, T, ·]). */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,8 @@ static int read_ids(const char *spec, int32_t **ids, int *B, int *T)
     } else if ((t->dtype != DT_I32 && t->dtype != DT_I64) || t->ndim < 1 || t->ndim > 2 || t->numel == 0) {
         err_set("%s: tensor '%s' is %s with %d dims; ids must be I32/I64 [B, T] or [T]", path, t->name,
                 dtype_name(t->dtype), t->ndim);
+    } else if (t->shape[0] > INT_MAX || t->shape[t->ndim - 1] > INT_MAX) { /* B and T are ints */
+        err_set("%s: tensor '%s' has a dimension over %d", path, t->name, INT_MAX);
     } else {
         *B = t->ndim == 2 ? (int)t->shape[0] : 1;
         *T = (int)t->shape[t->ndim - 1];

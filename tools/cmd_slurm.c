@@ -1,5 +1,6 @@
 /* slurm — print an sbatch script that runs a quantization job over MPI (tools/slurm.h). */
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,15 +93,17 @@ int cmd_slurm(int argc, char **argv)
     job_t job;
     memset(&job, 0, sizeof job);
     if (job_load(job_path, &job) != 0) return cli_fail();
-    int ranks = o.nodes * o.ntasks_per_node;
+    /* int64: each count may be up to 10^6, and n_samples + spb can pass INT_MAX */
+    int64_t ranks = (int64_t)o.nodes * o.ntasks_per_node;
     if (job.n_samples > 0 && job.seq_len > 0) {
-        int spb = job.batch_tokens / job.seq_len;
+        int64_t spb = job.batch_tokens / job.seq_len;
         if (spb < 1) spb = 1;
         if (spb > job.n_samples) spb = job.n_samples;
-        int batches = (job.n_samples + spb - 1) / spb;
+        int64_t batches = (job.n_samples + spb - 1) / spb;
         if (batches < ranks)
-            fprintf(stderr, "gptq-eora slurm: warning: %s: %d calibration batches for %d ranks: every rank needs "
-                            "one (lower resources.batch_tokens or use fewer ranks)\n", job_path, batches, ranks);
+            fprintf(stderr, "gptq-eora slurm: warning: %s: %lld calibration batches for %lld ranks: every rank needs "
+                            "one (lower resources.batch_tokens or use fewer ranks)\n", job_path, (long long)batches,
+                    (long long)ranks);
     }
     job_free(&job);
     char *abs_job = realpath(job_path, NULL), *abs_bin = realpath("/proc/self/exe", NULL);

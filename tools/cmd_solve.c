@@ -1,5 +1,6 @@
 /* gptq-eora solve — GPTQ-solve one weight with one Hessian and write the GPTQ tensors. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,13 @@ int cmd_solve(int argc, char **argv)
     if (wt->ndim != 2 || !dtype_is_float(wt->dtype)) {
         err_set("%s: tensor '%s' must be a 2-D float matrix [out, in] (got %d-D %s)", wspec, wt->name, wt->ndim,
                 dtype_name(wt->dtype));
+        goto done;
+    }
+    /* out and in are ints below (and in the solver): a larger dimension would be truncated and
+     * the buffers sized from it overrun by st_to_f32, which converts all numel values */
+    if (wt->shape[0] > INT_MAX || wt->shape[1] > INT_MAX) {
+        err_set("%s: tensor '%s' [%lld, %lld] has a dimension over %d", wspec, wt->name, (long long)wt->shape[0],
+                (long long)wt->shape[1], INT_MAX);
         goto done;
     }
     const int out = (int)wt->shape[0], in = (int)wt->shape[1];

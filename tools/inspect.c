@@ -3,6 +3,7 @@
 #include "tools/inspect.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,8 @@ static int regex_hit(const pcre2_code *re, const char *s)
 static int json_int(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsNumber(v)) return (int)v->valuedouble;
+    /* out of the int range (undefined to convert) reads as absent */
+    if (cJSON_IsNumber(v)) return fabs(v->valuedouble) <= 2147483647.0 ? (int)v->valuedouble : -1;
     if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
     return -1;
 }

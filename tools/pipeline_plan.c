@@ -1,6 +1,7 @@
 /* pipeline_plan — modules, rules, memory and FLOP estimates of a quantization job. */
 #include "tools/pipeline_plan.h"
 
+#include <limits.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,7 +192,8 @@ int plan_build(const job_t *job, const model_config *cfg, const st_set *ckpt, FI
     p->rule_hits = xcalloc((size_t)(job->n_rules > 0 ? job->n_rules : 1), sizeof(int));
     p->layer_first = xcalloc((size_t)cfg->n_layers + 1, sizeof(int));
     p->spill_dtype = job->spill_dtype && !strcmp(job->spill_dtype, "f32") ? DT_F32 : DT_BF16;
-    int cap = 16 * cfg->n_layers + 16;
+    /* a first guess (the array grows): 16·n_layers overflows an int from 2^27 layers */
+    int cap = cfg->n_layers < (1 << 20) ? 16 * cfg->n_layers + 16 : 1 << 24;
     p->mods = xcalloc((size_t)cap, sizeof *p->mods);
     int is_rtn = job->method && !strcmp(job->method, "rtn");
     for (int L = 0; L < cfg->n_layers; L++) {
@@ -224,6 +226,11 @@ int plan_build(const job_t *job, const model_config *cfg, const st_set *ckpt, FI
                     plan_free(p);
                     return err_set("%s: expected a 2-D float weight, found %d-D %s", wname, t->ndim,
                                    dtype_name(t->dtype));
+                }
+                if (t->shape[0] > INT_MAX || t->shape[1] > INT_MAX) { /* out and in are ints */
+                    plan_free(p);
+                    return err_set("%s: shape [%lld, %lld] has a dimension over %d", wname, (long long)t->shape[0],
+                                   (long long)t->shape[1], INT_MAX);
                 }
                 m->out = (int)t->shape[0];
                 m->in = (int)t->shape[1];

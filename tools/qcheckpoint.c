@@ -62,7 +62,8 @@ static int json_int(const cJSON *o, const char *key, int dflt, const char *where
         *out = cJSON_IsTrue(v);
         return 0;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+    /* range first: converting a double outside the int range is undefined */
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 2147483647.0)
         return err_set("%s: %s: expected an integer", where, key);
     *out = (int)v->valuedouble;
     return 0;

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,9 @@ int slurm_check(const slurm_opts *o)
     if (o->nodes < 1) return err_set("slurm: --nodes must be at least 1 (got %d)", o->nodes);
     if (o->ntasks_per_node < 1) return err_set("slurm: --ntasks-per-node must be at least 1 (got %d)", o->ntasks_per_node);
     if (o->cpus_per_task < 1) return err_set("slurm: --cpus-per-task must be at least 1 (got %d)", o->cpus_per_task);
+    if ((int64_t)o->nodes * o->ntasks_per_node > INT32_MAX) /* MPI ranks are ints */
+        return err_set("slurm: --nodes %d x --ntasks-per-node %d is more MPI ranks than an int holds", o->nodes,
+                       o->ntasks_per_node);
     if (o->time && !valid_time(o->time)) return err_set("slurm: --time '%s' is not [D-]HH:MM:SS", o->time);
     if (o->mem && !valid_mem(o->mem)) return err_set("slurm: --mem '%s' is not a size like 200G", o->mem);
     if (o->partition && !plain_word(o->partition)) return err_set("slurm: --partition '%s' has odd characters", o->partition);
