@@ -89,7 +89,14 @@ static int read_ids(const char *spec, int32_t **ids, int *B, int *T)
         *ids = xmalloc((size_t)t->numel * sizeof(int32_t));
         rc = 0;
         for (int64_t i = 0; i < t->numel; i++) {
-            int64_t v = t->dtype == DT_I32 ? ((const int32_t *)t->data)[i] : ((const int64_t *)t->data)[i];
+            int64_t v; /* memcpy: safetensors data need not be aligned to the element size */
+            if (t->dtype == DT_I32) {
+                int32_t v32;
+                memcpy(&v32, (const char *)t->data + 4 * i, 4);
+                v = v32;
+            } else {
+                memcpy(&v, (const char *)t->data + 8 * i, 8);
+            }
             if (v < 0 || v > INT32_MAX) {
                 rc = err_set("%s: tensor '%s': id %lld at %lld is negative or too large", path, t->name,
                              (long long)v, (long long)i);
