@@ -98,6 +98,12 @@ static void estimate(quant_plan *p, const job_t *job, const model_config *cfg, c
                                         "in_proj_a", "in_proj_b", "out_proj", "gate_proj", "up_proj",
                                         "down_proj"};
     uint64_t widest = (uint64_t)cfg->hidden;
+    /* the last layer whose modules need a Hessian: layers from it on are not propagated
+     * (pipeline.c's last_needed) */
+    int last_needed = -1;
+    for (int i = 0; i < p->n_mods; i++)
+        if (p->mods[i].quantize && (strcmp(job->method, "rtn") != 0 || p->mods[i].eora_rank > 0))
+            last_needed = p->mods[i].layer;
     for (int L = 0; L < p->n_layers; L++) {
         uint64_t lw = 0;
         for (size_t k = 0; k < sizeof all_linears / sizeof *all_linears; k++) {
@@ -148,7 +154,8 @@ static void estimate(quant_plan *p, const job_t *job, const model_config *cfg, c
                 f->forward += tokens * (cost[t] - cost[mixer]); /* o_proj + MLP up to t */
             }
         }
-        if (any) f->forward += tokens * (captured ? cost[TAP_COUNT] - cost[mixer] : cost[TAP_COUNT]);
+        if (any && L < last_needed) /* propagation to the next layer */
+            f->forward += tokens * (captured ? cost[TAP_COUNT] - cost[mixer] : cost[TAP_COUNT]);
         hb += max_in * max_in * 12;
         if (hb > m->hessians) m->hessians = hb;
     }
