@@ -654,6 +654,18 @@ TEST(end_to_end_tiny_run)
         n_better += a->valuedouble < b->valuedouble;
     }
     CHECK(n_e == p.n_eora && n_better == n_e);
+    /* each quantized module's Hessian pass time includes its accumulation time */
+    int n_timed = 0, n_bad_t = 0;
+    cJSON_ArrayForEach(mo, mods)
+    {
+        const cJSON *sec = cJSON_GetObjectItemCaseSensitive(mo, "seconds");
+        if (!sec) continue;
+        double th = cJSON_GetObjectItemCaseSensitive(sec, "hessian")->valuedouble;
+        const cJSON *sy = cJSON_GetObjectItemCaseSensitive(sec, "hessian_syrk");
+        n_timed++;
+        n_bad_t += !cJSON_IsNumber(sy) || !(sy->valuedouble > 0) || sy->valuedouble > th;
+    }
+    CHECK(n_timed > 0 && n_bad_t == 0);
     const cJSON *tot = cJSON_GetObjectItemCaseSensitive(rep, "totals");
     CHECK(cJSON_GetObjectItemCaseSensitive(tot, "peak_rss_bytes")->valuedouble > 0);
     CHECK(cJSON_GetObjectItemCaseSensitive(tot, "bytes_written")->valuedouble > 8e6);

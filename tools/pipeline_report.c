@@ -57,6 +57,7 @@ char *report_layer_entry(const quant_plan *plan, const run_report *r, int L, con
         cJSON_AddNumberToObject(o, "eora_before", m->eora_before);
         cJSON_AddNumberToObject(o, "eora_after", m->eora_after);
         cJSON_AddNumberToObject(o, "t_hessian", m->t_hessian);
+        cJSON_AddNumberToObject(o, "t_syrk", m->t_syrk);
         cJSON_AddNumberToObject(o, "t_solve", m->t_solve);
         cJSON_AddNumberToObject(o, "t_eora", m->t_eora);
         cJSON_AddNumberToObject(o, "t_pack", m->t_pack);
@@ -110,6 +111,7 @@ int report_layer_restore(const quant_plan *plan, run_report *r, const char *entr
         m->eora_before = num(o, "eora_before");
         m->eora_after = num(o, "eora_after");
         m->t_hessian = num(o, "t_hessian");
+        m->t_syrk = num(o, "t_syrk");
         m->t_solve = num(o, "t_solve");
         m->t_eora = num(o, "t_eora");
         m->t_pack = num(o, "t_pack");
@@ -182,6 +184,7 @@ int report_write_json(const char *path, const job_t *job, const quant_plan *plan
             }
             cJSON *sec = cJSON_AddObjectToObject(o, "seconds");
             cJSON_AddNumberToObject(sec, "hessian", m->t_hessian);
+            cJSON_AddNumberToObject(sec, "hessian_syrk", m->t_syrk);
             cJSON_AddNumberToObject(sec, "solve", m->t_solve);
             cJSON_AddNumberToObject(sec, "eora", m->t_eora);
             cJSON_AddNumberToObject(sec, "pack", m->t_pack);

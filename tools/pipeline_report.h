@@ -19,7 +19,9 @@ typedef struct {
     double avg_loss;     /* GPTQModel's avg_loss (quant_log.csv "loss") */
     double loss;         /* tr((W−Q) H (W−Q)ᵀ) */
     double eora_before, eora_after; /* EoRA loss tr(ΔW C ΔWᵀ) before / after (C = Σxᵀx / n) */
-    double t_hessian;    /* accumulation of its tap's Hessian (shared by the stage) */
+    double t_hessian;    /* the pass that accumulated its tap's Hessian: forward to the tap +
+                            accumulation (shared by the modules reading that tap) */
+    double t_syrk;       /* of which the Hessian accumulation itself (SYRK + fp64 sum) */
     double t_solve, t_eora, t_pack;
 } module_result;
 

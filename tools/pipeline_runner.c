@@ -22,6 +22,7 @@ void runner_lora_name(const char *module, const char *which, char *buf, int len)
 
 typedef struct {
     hessian_acc *h[TAP_COUNT]; /* accumulate where non-NULL */
+    double t_syrk[TAP_COUNT];  /* seconds spent accumulating each tap */
     int last;                  /* stop after this tap (-1: run to the end) */
     act_store *capture;        /* rows of capture_tap are written here (at row0) */
     int capture_tap;
@@ -45,7 +46,9 @@ static int tap_collect(void *ctx, tap_id tap, const float *x, int64_t rows, int 
             err_set("tap %s: width %d, Hessian expects %d", tap_name(tap), cols, c->h[tap]->n);
             return 1;
         }
+        double t0 = progress_now();
         hessian_add(c->h[tap], x, rows);
+        c->t_syrk[tap] += progress_now() - t0;
     }
     if (c->capture && (int)tap == c->capture_tap && act_store_write(c->capture, c->row0, rows, x) != 0) {
         c->failed = 1;
@@ -463,7 +466,7 @@ int runner_layer(runner *r, int L, const char *tensors_path)
     float **orig = xcalloc((size_t)(last - first + 1), sizeof *orig);
     hessian_acc hacc[TAP_COUNT];
     int h_live[TAP_COUNT] = {0}, h_ready[TAP_COUNT] = {0}, h_last_stage[TAP_COUNT];
-    double h_time[TAP_COUNT] = {0};
+    double h_time[TAP_COUNT] = {0}, h_syrk[TAP_COUNT] = {0};
     for (int t = 0; t < TAP_COUNT; t++) h_last_stage[t] = -1;
     /* which taps need a Hessian, and until which stage */
     for (int i = first; i < last; i++) {
@@ -508,6 +511,7 @@ int runner_layer(runner *r, int L, const char *tensors_path)
                 if (h_live[t]) {
                     h_ready[t] = 1;
                     h_time[t] = dt;
+                    h_syrk[t] = c.t_syrk[t];
                 }
             if (!rc && r->prog) progress_stage(r->prog, L, 0, n_st, "all taps (float layer)", (double)r->n_seqs * r->T, dt);
         }
@@ -539,6 +543,7 @@ int runner_layer(runner *r, int L, const char *tensors_path)
             }
             if (!rc) hessian_allreduce(&hacc[tap]);
             h_time[tap] = progress_now() - t0;
+            h_syrk[tap] = c.t_syrk[tap];
             t_fwd += h_time[tap];
             passes++;
             h_ready[tap] = 1;
@@ -547,8 +552,10 @@ int runner_layer(runner *r, int L, const char *tensors_path)
         }
         rc = solve_stage(r, &lw, s, first, last, h_live[tap] ? &hacc[tap] : NULL, wr, orig, &k_layer);
         for (int i = first; i < last && !rc; i++)
-            if (plan->mods[i].stage == s && plan->mods[i].quantize)
+            if (plan->mods[i].stage == s && plan->mods[i].quantize) {
                 r->report->mods[i].t_hessian = h_live[tap] ? h_time[tap] : 0;
+                r->report->mods[i].t_syrk = h_live[tap] ? h_syrk[tap] : 0;
+            }
         if (h_live[tap] && h_last_stage[tap] == s) {
             hessian_free(&hacc[tap]);
             h_live[tap] = 0;

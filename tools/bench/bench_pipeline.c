@@ -359,10 +359,11 @@ static int print_results(const bench_opts *o, const char *out_dir, const char *m
     }
     err_clear();
 
-    /* solve / EoRA / pack seconds; the stage pass (forward to the tap + Hessian accumulation) is
+    /* solve / EoRA / pack seconds; the stage pass (forward to the tap + Hessian accumulation, of
+     * which "hessian_syrk" the accumulation) is
      * reported with every module of the tap: stages sharing a tap (in_proj_qkv, in_proj_z) carry
      * the same pass time, counted once per layer */
-    double t_solve = 0, t_eora = 0, t_pack = 0, t_stage = 0, seen[16];
+    double t_solve = 0, t_eora = 0, t_pack = 0, t_stage = 0, t_syrk = 0, seen[16];
     int cur_layer = -1, n_seen = 0, n_q = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, mods)
@@ -377,6 +378,7 @@ static int print_results(const bench_opts *o, const char *out_dir, const char *m
         for (int k = 0; k < n_seen; k++) dup |= seen[k] == th;
         if (dup) continue;
         t_stage += th;
+        t_syrk += num(sec, "hessian_syrk");
         if (n_seen < 16) seen[n_seen++] = th;
     }
     double t_fwd = 0, t_layers = 0;
@@ -406,9 +408,9 @@ static int print_results(const bench_opts *o, const char *out_dir, const char *m
            t_run, wall, tokens, o->layers, wall > 0 ? tokens * o->layers / wall : 0,
            t_fwd > 0 ? tokens * o->layers / t_fwd : 0);
     printf("bench pipeline split: calibration %.2f s, embed %.2f s, forward passes %.2f s (stage passes to the taps "
-           "with Hessian accumulation %.2f s, propagation/capture rest %.2f s), GPTQ %.2f s, EoRA %.2f s, pack %.2f "
+           "with Hessian accumulation %.2f s, of which the SYRK %.2f s; propagation/capture rest %.2f s), GPTQ %.2f s, EoRA %.2f s, pack %.2f "
            "s, other in layers %.2f s, writing %.2f s; checkpoint generation %.2f s (not in the run)\n",
-           t_cal, t_emb, t_fwd, t_stage, t_fwd - t_stage, t_solve, t_eora, t_pack,
+           t_cal, t_emb, t_fwd, t_stage, t_syrk, t_fwd - t_stage, t_solve, t_eora, t_pack,
            t_layers - t_fwd - t_solve - t_eora - t_pack, t_out, t_gen);
     char a[32], b[32], c[32];
     printf("bench pipeline memory: peak RSS %s, plan estimate %s (%.0f%%), activations %s, %s written to the "
@@ -423,6 +425,7 @@ static int print_results(const bench_opts *o, const char *out_dir, const char *m
         char extra[128];
         snprintf(extra, sizeof extra, "(plan FLOPs: forward %.3g + Hessian %.3g)", fwd_flops, plan.flops.hessian);
         bench_report("pipeline forward passes + Hessians", t_fwd, fwd_flops + plan.flops.hessian, threads, extra);
+        if (t_syrk > 0) bench_report("pipeline Hessian accumulation (SYRK)", t_syrk, plan.flops.hessian, threads, NULL);
         bench_report("pipeline GPTQ solves", t_solve, plan.flops.gptq, threads, NULL);
         if (plan.flops.eora > 0 && t_eora > 0) bench_report("pipeline EoRA", t_eora, plan.flops.eora, threads, NULL);
         plan_free(&plan);
