@@ -146,9 +146,25 @@ static int load_variant(const char *from, const char *to)
     return rc;
 }
 
+/* Each case: the 9B config with `from` replaced by `to` must fail with `expect` in the message. */
+typedef struct {
+    const char *from, *to, *expect;
+} variant_case;
+
+static void expect_variant_errors(const variant_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        err_clear();
+        int rc = load_variant(cases[i].from, cases[i].to);
+        CHECK_MSG(rc == -1, "case %zu: rc %d", i, rc);
+        CHECK_MSG(contains(err_msg(), cases[i].expect), "case %zu: '%s' not in '%s'", i, cases[i].expect,
+                  err_msg());
+    }
+}
+
 TEST(config_errors_name_the_key)
 {
-    static const struct { const char *from, *to, *expect; } cases[] = {
+    static const variant_case cases[] = {
         {"\"hidden_size\": 4096, ", "", "missing required key hidden_size"},
         {"\"linear_num_value_heads\": 32, ", "", "missing required key linear_num_value_heads"},
         {"\"rope_theta\": 10000000, ", "", "rope_theta"},
@@ -162,13 +178,7 @@ TEST(config_errors_name_the_key)
          "\"layer_types\": [\"full_attention\"],", "layer_types: 1 entries but num_hidden_layers is 32"},
         {"\"hidden_size\": 4096,", "\"hidden_size\": 4096,,", "invalid JSON"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        err_clear();
-        int rc = load_variant(cases[i].from, cases[i].to);
-        CHECK_MSG(rc == -1, "case %zu: rc %d", i, rc);
-        CHECK_MSG(contains(err_msg(), cases[i].expect), "case %zu: '%s' not in '%s'", i, cases[i].expect,
-                  err_msg());
-    }
+    expect_variant_errors(cases, sizeof cases / sizeof cases[0]);
 }
 
 /* Widths are products of config numbers kept in ints downstream (q_proj with its gate is
@@ -177,20 +187,14 @@ TEST(config_errors_name_the_key)
  * undefined). */
 TEST(config_sizes_past_int_range)
 {
-    static const struct { const char *from, *to, *expect; } cases[] = {
+    static const variant_case cases[] = {
         {"\"head_dim\": 256", "\"head_dim\": 134217728", "exceed the int range"},
         {"\"linear_key_head_dim\": 128", "\"linear_key_head_dim\": 1073741824", "exceed the int range"},
         {"\"linear_value_head_dim\": 128", "\"linear_value_head_dim\": 134217728", "exceed the int range"},
         {"\"eos_token_id\": [248044, 248046]", "\"eos_token_id\": 1e10", "eos_token_id"},
         {"\"eos_token_id\": [248044, 248046]", "\"eos_token_id\": [-3e9]", "eos_token_id"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        err_clear();
-        int rc = load_variant(cases[i].from, cases[i].to);
-        CHECK_MSG(rc == -1, "case %zu: rc %d", i, rc);
-        CHECK_MSG(contains(err_msg(), cases[i].expect), "case %zu: '%s' not in '%s'", i, cases[i].expect,
-                  err_msg());
-    }
+    expect_variant_errors(cases, sizeof cases / sizeof cases[0]);
     /* the largest widths that fit still load: 16 heads x 2^26 x 2 = 2^31 would not, 2^25 does */
     CHECK_MSG(load_variant("\"head_dim\": 256", "\"head_dim\": 33554432") == 0, "%s", err_msg());
 }

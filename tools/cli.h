@@ -14,6 +14,10 @@ int cmd_quantize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_slurm(int argc, char **argv);
 
+/* s as a whole decimal integer in [lo, hi] → *out. Returns 0, or -1 (empty, trailing
+ * characters, out of range; *out untouched). */
+int cli_parse_long(const char *s, long lo, long hi, long *out);
+int cli_parse_int(const char *s, int lo, int hi, int *out);
 /* Print "gptq-eora: error: <err_msg()>" and return 1. */
 int cli_fail(void);
 /* Print "gptq-eora <cmd>: <msg>" plus a usage hint and return 2. */

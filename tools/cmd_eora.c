@@ -47,16 +47,6 @@ static void usage(FILE *f)
             "      --cov h.safetensors:model.layers.0.mlp.down_proj --rank 64 -o down_proj.eora.safetensors\n");
 }
 
-static int parse_int(const char *s, long lo, long hi, long *v)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(s, &end, 10);
-    if (errno || end == s || *end || x < lo || x > hi) return -1;
-    *v = x;
-    return 0;
-}
-
 /* "FILE:PREFIX" naming a GPTQ module (PREFIX.qweight present) → dequantized Wq. Returns NULL
  * without an error set when the spec is not such a module. */
 static float *load_gptq_module(const char *spec, int out, int in, gptq_format fmt, int *handled)
@@ -162,7 +152,7 @@ int cmd_eora(int argc, char **argv)
         case 'o': outp = optarg; break;
         case O_DTYPE: dtype_s = optarg; break;
         case O_RANK:
-            if (parse_int(optarg, 1, 1 << 20, &v)) return cli_usage_error("eora", "--rank: '%s' is not a positive integer", optarg);
+            if (cli_parse_long(optarg, 1, 1 << 20, &v)) return cli_usage_error("eora", "--rank: '%s' is not a positive integer", optarg);
             o.rank = (int)v;
             rank_set = 1;
             break;
@@ -177,15 +167,15 @@ int cmd_eora(int argc, char **argv)
             else return cli_usage_error("eora", "--svd: '%s' is not exact or randomized", optarg);
             break;
         case O_OVER:
-            if (parse_int(optarg, 0, 1 << 20, &v)) return cli_usage_error("eora", "--oversample: bad value '%s'", optarg);
+            if (cli_parse_long(optarg, 0, 1 << 20, &v)) return cli_usage_error("eora", "--oversample: bad value '%s'", optarg);
             o.oversample = (int)v;
             break;
         case O_POWER:
-            if (parse_int(optarg, 0, 1000, &v)) return cli_usage_error("eora", "--power-iters: bad value '%s'", optarg);
+            if (cli_parse_long(optarg, 0, 1000, &v)) return cli_usage_error("eora", "--power-iters: bad value '%s'", optarg);
             o.power_iters = (int)v;
             break;
         case O_SEED:
-            if (parse_int(optarg, 0, __LONG_MAX__, &v)) return cli_usage_error("eora", "--seed: bad value '%s'", optarg);
+            if (cli_parse_long(optarg, 0, __LONG_MAX__, &v)) return cli_usage_error("eora", "--seed: bad value '%s'", optarg);
             o.seed = (uint64_t)v;
             break;
         case O_QFMT:

@@ -40,16 +40,6 @@ static void usage(FILE *f)
             "exit status: 0 success, 1 failure, 2 usage error\n");
 }
 
-static int parse_int(const char *opt, const char *s, int min, int *out)
-{
-    char *e;
-    long v = strtol(s, &e, 10);
-    if (!*s || *e || v < min || v > 1000000000) return -1;
-    (void)opt;
-    *out = (int)v;
-    return 0;
-}
-
 static void print_json(const eval_result *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -143,11 +133,11 @@ int cmd_eval(int argc, char **argv)
         else if (!strcmp(a, "--field"))
             o.field = v;
         else if (!strcmp(a, "--seq-len")) {
-            if (parse_int(a, v, 2, &o.seq_len) < 0) return cli_usage_error("eval", "--seq-len: expected an integer >= 2, got '%s'", v);
+            if (cli_parse_int(v, 2, 1000000000, &o.seq_len) < 0) return cli_usage_error("eval", "--seq-len: expected an integer >= 2, got '%s'", v);
         } else if (!strcmp(a, "--windows")) {
-            if (parse_int(a, v, 1, &o.windows) < 0) return cli_usage_error("eval", "--windows: expected an integer >= 1, got '%s'", v);
+            if (cli_parse_int(v, 1, 1000000000, &o.windows) < 0) return cli_usage_error("eval", "--windows: expected an integer >= 1, got '%s'", v);
         } else if (!strcmp(a, "--batch-tokens")) {
-            if (parse_int(a, v, 1, &o.batch_tokens) < 0)
+            if (cli_parse_int(v, 1, 1000000000, &o.batch_tokens) < 0)
                 return cli_usage_error("eval", "--batch-tokens: expected an integer >= 1, got '%s'", v);
         } else
             return cli_usage_error("eval", "unknown option '%s'", a);

@@ -48,11 +48,9 @@ int cmd_quantize(int argc, char **argv)
             if (++i >= argc) return cli_usage_error("quantize", "--log needs a file");
             o.log_path = argv[i];
         } else if (!strcmp(a, "--threads")) {
-            char *end;
             if (++i >= argc) return cli_usage_error("quantize", "--threads needs a number");
-            long n = strtol(argv[i], &end, 10);
-            if (*end || n < 1 || n > 4096) return cli_usage_error("quantize", "--threads: '%s' is not a positive count", argv[i]);
-            o.threads = (int)n;
+            if (cli_parse_int(argv[i], 1, 4096, &o.threads))
+                return cli_usage_error("quantize", "--threads: '%s' is not a positive count", argv[i]);
         } else if (a[0] == '-') {
             return cli_usage_error("quantize", "unknown option '%s'", a);
         } else if (!job_path) {

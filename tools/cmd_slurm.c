@@ -33,10 +33,7 @@ static void usage(FILE *f)
 
 static int positive(const char *opt, const char *v, int *out)
 {
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*end || n < 1 || n > 1000000) return cli_usage_error("slurm", "%s: '%s' is not a positive count", opt, v);
-    *out = (int)n;
+    if (cli_parse_int(v, 1, 1000000, out)) return cli_usage_error("slurm", "%s: '%s' is not a positive count", opt, v);
     return 0;
 }
 

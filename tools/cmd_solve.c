@@ -44,15 +44,6 @@ static void usage(FILE *f)
             "      --desc-act --sym -o q.safetensors\n");
 }
 
-static int parse_int(const char *s, int *v)
-{
-    char *end;
-    long x = strtol(s, &end, 10);
-    if (!*s || *end || x < -2147483647L || x > 2147483647L) return -1;
-    *v = (int)x;
-    return 0;
-}
-
 static int parse_double(const char *s, double *v)
 {
     char *end;
@@ -118,11 +109,11 @@ int cmd_solve(int argc, char **argv)
         case 'w': wspec = optarg; break;
         case 'H': hspec = optarg; break;
         case 'b':
-            if (parse_int(optarg, &o.bits) || (o.bits != 2 && o.bits != 3 && o.bits != 4 && o.bits != 8))
+            if (cli_parse_int(optarg, INT_MIN, INT_MAX, &o.bits) || (o.bits != 2 && o.bits != 3 && o.bits != 4 && o.bits != 8))
                 return cli_usage_error("solve", "--bits must be 2, 3, 4 or 8 (got '%s')", optarg);
             break;
         case 'g':
-            if (parse_int(optarg, &o.group_size) || (o.group_size != -1 && o.group_size <= 0))
+            if (cli_parse_int(optarg, INT_MIN, INT_MAX, &o.group_size) || (o.group_size != -1 && o.group_size <= 0))
                 return cli_usage_error("solve", "--group-size must be -1 or positive (got '%s')", optarg);
             break;
         case 'D': o.desc_act = 1; break;
@@ -140,7 +131,7 @@ int cmd_solve(int argc, char **argv)
                 return cli_usage_error("solve", "--damp-auto-increment must be in [0, 1) (got '%s')", optarg);
             break;
         case 'k':
-            if (parse_int(optarg, &o.blocksize) || o.blocksize <= 0)
+            if (cli_parse_int(optarg, INT_MIN, INT_MAX, &o.blocksize) || o.blocksize <= 0)
                 return cli_usage_error("solve", "--blocksize must be positive (got '%s')", optarg);
             break;
         case 'f':

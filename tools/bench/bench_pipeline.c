@@ -36,6 +36,7 @@
 #include "io/safetensors.h"
 #include "tools/bench_util.h"
 #include "tools/blas_env.h"
+#include "tools/cli.h"
 #include "tools/eval.h"
 #include "tools/pipeline.h"
 #include "tools/pipeline_plan.h"
@@ -506,14 +507,9 @@ static void usage(FILE *f)
 
 static int int_arg(const char *opt, const char *v, int min, int *out)
 {
-    char *e;
-    long x = strtol(v, &e, 10);
-    if (!*v || *e || x < min || x > 1000000000) {
-        fprintf(stderr, "bench_pipeline: %s: expected an integer >= %d, got '%s'\n", opt, min, v);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
+    if (cli_parse_int(v, min, 1000000000, out) == 0) return 0;
+    fprintf(stderr, "bench_pipeline: %s: expected an integer >= %d, got '%s'\n", opt, min, v);
+    return -1;
 }
 
 static int parse_args(int argc, char **argv, bench_opts *o)
