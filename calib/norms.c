@@ -34,8 +34,12 @@ HOT void rmsnorm_gated(const float *o, const float *w, const float *z, float *y,
         double ss = 0;
         for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
         float r = (float)(1.0 / sqrt(ss / n + eps));
-        silu_span(zz, yy, n);
-        for (int i = 0; i < n; i++) yy[i] = w[i] * (x[i] * r) * yy[i];
+        for (int c = 0; c < n; c += 16) { /* silu(z) 16 at a time into scratch: y may be o */
+            const int m = n - c < 16 ? n - c : 16;
+            float sz[16];
+            silu_span(zz + c, sz, m);
+            for (int i = 0; i < m; i++) yy[c + i] = w[c + i] * (x[c + i] * r) * sz[i];
+        }
     }
 }
 

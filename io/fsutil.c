@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,4 +167,24 @@ int fs_copy_file(const char *src, const char *dst)
     int rc = fs_write_atomic(dst, data, len);
     free(data);
     return rc;
+}
+
+void fs_remove_temps(const char *dir, int (*owned)(const char *final_name, const void *ctx), const void *ctx)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        size_t l = strlen(n); /* "<final>.tmp.XXXXXX", as mkstemp names them */
+        if (l <= 11 || strncmp(n + l - 11, ".tmp.", 5) != 0 || memchr(n + l - 6, '.', 6)) continue;
+        char *final_name = strndup(n, l - 11);
+        if (final_name && owned(final_name, ctx)) {
+            char *p = fs_join(dir, n);
+            unlink(p);
+            free(p);
+        }
+        free(final_name);
+    }
+    closedir(d);
 }

@@ -22,6 +22,10 @@ int fs_is_dir(const char *path);
 int fs_exists(const char *path);
 /* Copy a file byte for byte (atomically). */
 int fs_copy_file(const char *src, const char *dst);
+/* Remove the temporaries a killed fs_write_atomic / fs_commit writer left in dir: entries
+ * "<final>.tmp.XXXXXX" whose <final> name satisfies owned(final, ctx). Only for a dir no live
+ * writer of those names is using. */
+void fs_remove_temps(const char *dir, int (*owned)(const char *final_name, const void *ctx), const void *ctx);
 /* join: returns malloc'd "a/b" */
 char *fs_join(const char *a, const char *b);
 

@@ -81,8 +81,9 @@ int st_writer_finish(st_writer *w);
 void st_writer_abort(st_writer *w);
 /* Total bytes of tensor data added so far. */
 uint64_t st_writer_bytes(const st_writer *w);
-/* Removes the temporary data files (.<base>.part<k>.XXXXXX) a killed writer of this base left in
- * dir. Only for a dir no live writer of the same base is using. */
+/* Removes the temporary files a killed writer of this base left in dir: data parts
+ * (.<base>.part<k>.XXXXXX) and shards / index being committed (<name>.tmp.XXXXXX). Only for a
+ * dir no live writer of the same base is using. */
 void st_writer_remove_temps(const char *dir, const char *base);
 
 #endif

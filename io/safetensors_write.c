@@ -576,8 +576,17 @@ void st_writer_abort(st_writer *w)
     if (w) free_writer(w);
 }
 
+/* <base>.safetensors, <base>-k-of-n.safetensors or <base>.safetensors.index.json */
+static int is_output_of(const char *final_name, const void *base)
+{
+    char index[512];
+    snprintf(index, sizeof index, "%s.safetensors.index.json", (const char *)base);
+    return is_shard_file_of(final_name, base) || !strcmp(final_name, index);
+}
+
 void st_writer_remove_temps(const char *dir, const char *base)
 {
+    fs_remove_temps(dir, is_output_of, base); /* shards being committed, the index */
     DIR *d = opendir(dir);
     if (!d) return;
     const size_t bl = strlen(base);

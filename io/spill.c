@@ -269,20 +269,21 @@ act_store *act_store_load(const char *path, int64_t rows, int cols)
     return s;
 }
 
+typedef struct {
+    const char *const *names;
+    int n;
+} name_list;
+
+static int in_list(const char *final_name, const void *ctx)
+{
+    const name_list *l = ctx;
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(final_name, l->names[i])) return 1;
+    return 0;
+}
+
 void act_store_remove_temps(const char *dir, const char *const *names, int n)
 {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        for (int i = 0; i < n; i++) {
-            size_t k = strlen(names[i]);
-            if (strncmp(e->d_name, names[i], k) != 0 || strncmp(e->d_name + k, ".tmp.", 5) != 0) continue;
-            char *p = fs_join(dir, e->d_name);
-            unlink(p);
-            free(p);
-            break;
-        }
-    }
-    closedir(d);
+    name_list l = {names, n};
+    fs_remove_temps(dir, in_list, &l);
 }

@@ -2,9 +2,10 @@
 # Runs every test binary given on the command line from the repository root (output streamed
 # as it comes), sums their counts and ends with one line "N passed, N failed" (", N skipped"
 # when slow tests were skipped). Exit status 1 if anything failed or a binary crashed.
-# Idle OpenMP workers otherwise spin and steal the cores OpenBLAS's threads compute on (see
+# Idle OpenMP (and OpenBLAS) workers otherwise spin and steal the cores the other pool computes on (see
 # tools/blas_env.h); numerics do not depend on it.
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}; export OMP_WAIT_POLICY
+OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}; export OPENBLAS_THREAD_TIMEOUT
 summary='^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$'
 log=$(mktemp) || exit 1
 trap 'rm -f "$log"' EXIT

@@ -297,9 +297,10 @@ TEST(batch_of_two_equals_two_single_runs)
     model_config_free(&cfg);
 }
 
-/* ga_exp (softmax) and the SiLU of swiglu_inplace (the library's AVX-512/AVX2 clone, with FMA)
- * against double precision over the whole fp32 range; the edges; and the padded tail: an
- * element's value does not depend on where it sits in the array. */
+/* ga_exp as compiled here (this file: baseline x86-64, no FMA; the softmax's clones share the
+ * formula) and the SiLU of swiglu_inplace (the library's AVX-512/AVX2 clone, with FMA) against
+ * double precision; the edges; the padded tail: an element's value does not depend on where it
+ * sits in the array; and rmsnorm_gated in place (y = o) equals out of place. */
 TEST(vector_exp_and_silu_accuracy)
 {
     enum { N = 200003 };
@@ -338,6 +339,12 @@ TEST(vector_exp_and_silu_accuracy)
     swiglu_inplace(a, one, 37);
     swiglu_inplace(b, one, 45);
     CHECK(memcmp(a, b + 5, 37 * sizeof(float)) == 0);
+    float o[3 * 40], zz[3 * 40], wn[40], y_out[3 * 40];
+    for (int i = 0; i < 3 * 40; i++) o[i] = sinf(0.37f * i), zz[i] = cosf(0.11f * i) * 3;
+    for (int i = 0; i < 40; i++) wn[i] = 1.0f + 0.01f * i;
+    rmsnorm_gated(o, wn, zz, y_out, 3, 40, 1e-6f);
+    rmsnorm_gated(o, wn, zz, o, 3, 40, 1e-6f);
+    CHECK(memcmp(o, y_out, sizeof o) == 0);
     free(x), free(e), free(g), free(u);
 }
 

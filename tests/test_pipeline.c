@@ -734,12 +734,34 @@ TEST(resume_after_kills_is_byte_identical)
     st = run_cli(jp, 1, "GPTQ_EORA_FAIL_IN_OUTPUT", "1");
     CHECK(killed(st));
     CHECK(!fs_exists(cfg));
+    /* what kills at other moments of the writes leave (shard / index / config / adapter being
+     * committed, a layer file being renamed), next to a user's file that only looks similar */
+    static const char *ours[] = {"model-00001-of-00003.safetensors.tmp.Ab12Cd", ".model.part2.Ab12Cd",
+                                 "model.safetensors.index.json.tmp.Ab12Cd", "config.json.tmp.Ab12Cd",
+                                 "tokenizer.json.tmp.Ab12Cd", "eora/.adapter_model.part1.Ab12Cd",
+                                 "eora/adapter_model.safetensors.tmp.Ab12Cd",
+                                 ".gptq-eora-work/layer-00005.safetensors.tmp.Ab12Cd"};
+    for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) {
+        char *p = fs_join(out, ours[i]);
+        CHECK_MSG(fs_write_atomic(p, "x", 1) == 0, "%s", p);
+        free(p);
+    }
+    char *users = fs_join(out, "notes.txt.tmp.Ab12Cd");
+    CHECK(fs_write_atomic(users, "mine", 4) == 0);
     st = run_cli(jp, 1, NULL, NULL);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     int n_files = 0;
     CHECK(test_compare_outputs(e2e_ref, out, &n_files) == 0);
     CHECK(n_files >= 9);
     CHECK_MSG(!fs_exists(stale_tmp), "activation temp file left behind");
+    for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) {
+        char *p = fs_join(out, ours[i]);
+        CHECK_MSG(!fs_exists(p), "%s left behind", p);
+        free(p);
+    }
+    CHECK_MSG(fs_exists(users), "a file that is not the job's was removed");
+    unlink(users);
+    free(users);
     /* the temps of the layer and output writes the kills cut short are gone, and with them the
      * work directory; nothing hidden is left in the output directory */
     CHECK_MSG(!fs_exists(work), "%s left behind", work);

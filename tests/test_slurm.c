@@ -35,7 +35,7 @@ TEST(script_has_directives_environment_and_requeue)
                                  "#SBATCH --cpus-per-task=8\n", "#SBATCH --time=02:00:00\n",
                                  "#SBATCH --partition=cpu\n", "#SBATCH --mem=200G\n", "#SBATCH --requeue\n",
                                  "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-8}\n",
-                                 "export OMP_WAIT_POLICY=passive\n", "SLURM_RESTART_COUNT", "srun ",
+                                 "export OMP_WAIT_POLICY=passive\n", "export OPENBLAS_THREAD_TIMEOUT=4\n", "SLURM_RESTART_COUNT", "srun ",
                                  "JOB='/data/jobs/qwen.yaml'", "GPTQ_EORA='/opt/gptq-eora/bin/gptq-eora'"};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) CHECK_MSG(strstr(s, want[i]), "missing '%s'", want[i]);
     free(s);

@@ -501,6 +501,7 @@ int pipeline_run(const job_t *job, const pipeline_opts *o)
         /* A previous run's outputs must not look like this run's while it is under way. */
         remove_file(job->output, "config.json");
         remove_file(job->output, "report.json");
+        output_remove_temps(job);
     }
     if (progress_init(&s.prog, o->quiet || !lead, lead ? o->log_path : NULL, s.cfg.n_layers) != 0) goto out_plan;
     report_init(&s.rep, &s.plan);

@@ -164,7 +164,6 @@ int output_checkpoint(const job_t *job, const quant_plan *plan, const st_set *ck
                       uint64_t *bytes)
 {
     remove_old_shards(job->output);
-    st_writer_remove_temps(job->output, "model"); /* left by a run killed while writing */
     st_writer *w = st_writer_open(job->output, "model", job->shard_size ? job->shard_size : (4ull << 30));
     if (!w) return -1;
     layer_files lf = {work_dir, xcalloc((size_t)plan->n_layers + 1, sizeof(st_set *)), plan->n_layers};
@@ -415,4 +414,30 @@ int output_configs(const job_t *job, const quant_plan *plan, uint64_t *bytes)
     }
     cJSON_Delete(cfg);
     return rc;
+}
+
+/* the job's own output names: what output_configs / the report write, and the side files
+ * copied from the model directory */
+static int is_output_name(const char *final_name, const void *ctx)
+{
+    const job_t *job = ctx;
+    static const char *own[] = {"config.json", "quantize_config.json", "quant_log.csv", "report.json",
+                                "adapter_config.json"};
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        if (!strcmp(final_name, own[i])) return 1;
+    if (!is_side_file(final_name)) return 0;
+    char *src = fs_join(job->model, final_name);
+    int from_model = fs_exists(src);
+    free(src);
+    return from_model;
+}
+
+void output_remove_temps(const job_t *job)
+{
+    st_writer_remove_temps(job->output, "model");
+    fs_remove_temps(job->output, is_output_name, job);
+    char *eora = fs_join(job->output, "eora");
+    st_writer_remove_temps(eora, "adapter_model");
+    fs_remove_temps(eora, is_output_name, job);
+    free(eora);
 }

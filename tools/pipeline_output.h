@@ -22,7 +22,7 @@
 char *output_layer_file(const char *work_dir, int L);
 
 /* The quantization_config object (REFERENCE §4): top-level defaults, per-module differences
- * in `dynamic` ("+:regex" overrides, "-:regex" skipped), meta with quantizer gptq-eora. */
+ * in `dynamic` ("+:(?:regex)$" overrides, "-:(?:regex)$" skipped), meta with quantizer gptq-eora. */
 cJSON *output_quant_config(const job_t *job, const quant_plan *plan);
 
 /* model*.safetensors (+ index) from the input checkpoint and the layer files. */
@@ -32,5 +32,8 @@ int output_checkpoint(const job_t *job, const quant_plan *plan, const st_set *ck
 int output_adapter(const job_t *job, const quant_plan *plan, const char *work_dir, uint64_t *bytes);
 /* Tokenizer / generation / processor files copied, quantize_config.json, config.json. */
 int output_configs(const job_t *job, const quant_plan *plan, uint64_t *bytes);
+/* Removes the temporaries a run killed while writing its outputs left in the output directory
+ * (checkpoint shards, index, configs, report, side files, the adapter). */
+void output_remove_temps(const job_t *job);
 
 #endif

@@ -125,13 +125,11 @@ static void estimate(quant_plan *p, const job_t *job, const model_config *cfg, c
         uint64_t hb = 0, max_in = 0;
         double cost[TAP_COUNT + 1];
         tap_costs(ckpt, cfg, L, T, cost);
-        int any = 0;
         for (int i = p->layer_first[L]; i < p->layer_first[L + 1]; i++) {
             const plan_module *md = &p->mods[i];
             if (!md->quantize) continue;
             int needs_h = strcmp(job->method, "rtn") != 0 || md->eora_rank > 0;
             if (!needs_h) continue;
-            any = 1;
             if (!seen[md->tap]) {
                 seen[md->tap] = 1;
                 hb += (uint64_t)md->in * md->in * 12;
@@ -143,19 +141,30 @@ static void estimate(quant_plan *p, const job_t *job, const model_config *cfg, c
          * stages after it and the propagation rerun only the layer's second half. */
         int mixer = cfg->layer_types[L] == LAYER_FULL_ATTN ? TAP_ATTN_O : TAP_LIN_OUT;
         int captured = 0;
-        for (int t = 0; t < TAP_COUNT; t++) {
-            if (!seen[t]) continue;
-            if (t <= mixer || !job->true_sequential) {
-                f->forward += tokens * cost[t];
-                captured |= t == mixer;
-            } else {
-                if (!captured) f->forward += tokens * cost[mixer];
-                captured = 1;
-                f->forward += tokens * (cost[t] - cost[mixer]); /* o_proj + MLP up to t */
+        if (!job->true_sequential) { /* one pass from the float layer up to its last tap */
+            for (int t = TAP_COUNT - 1; t >= 0; t--)
+                if (seen[t]) {
+                    f->forward += tokens * cost[t];
+                    break;
+                }
+        } else {
+            for (int t = 0; t < TAP_COUNT; t++) {
+                if (!seen[t]) continue;
+                if (t <= mixer) {
+                    f->forward += tokens * cost[t];
+                    captured |= t == mixer;
+                } else {
+                    if (!captured) f->forward += tokens * cost[mixer];
+                    captured = 1;
+                    f->forward += tokens * (cost[t] - cost[mixer]); /* o_proj + MLP up to t */
+                }
             }
         }
-        if (any && L < last_needed) /* propagation to the next layer */
-            f->forward += tokens * (captured ? cost[TAP_COUNT] - cost[mixer] : cost[TAP_COUNT]);
+        /* propagation to the next layer (every layer before the last one needing a Hessian, as
+         * pipeline_runner): from the captured mixer output when there is one and the quantized
+         * layer propagates, else the whole layer */
+        int from_capture = captured && strcmp(job->propagate, "float") != 0;
+        if (L < last_needed) f->forward += tokens * (from_capture ? cost[TAP_COUNT] - cost[mixer] : cost[TAP_COUNT]);
         hb += max_in * max_in * 12;
         if (hb > m->hessians) m->hessians = hb;
     }

@@ -113,9 +113,11 @@ char *slurm_script(const slurm_opts *o)
     add(&t, "#SBATCH --open-mode=append\n");
     add(&t, "#SBATCH --output=%s-%%j.log\n", name);
     add(&t, "set -euo pipefail\n\n");
-    add(&t, "# one OpenMP/OpenBLAS thread per CPU of the task; idle OpenMP workers must not spin\n");
+    add(&t, "# one OpenMP/OpenBLAS thread per CPU of the task; idle OpenMP and OpenBLAS workers must\n"
+            "# not spin (gptq-eora would set both itself, at the cost of re-executing each rank)\n");
     add(&t, "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-%d}\n", o->cpus_per_task);
     add(&t, "export OMP_WAIT_POLICY=passive\n");
+    add(&t, "export OPENBLAS_THREAD_TIMEOUT=4\n");
     add(&t, "export OMP_PROC_BIND=false\n\n");
     add(&t, "# a requeued job (node failure, preemption) continues from the journal's last layer\n");
     add(&t, "RESUME=\n");
@@ -126,7 +128,7 @@ char *slurm_script(const slurm_opts *o)
                 "    \"$GPTQ_EORA\" quantize \"$JOB\" --threads \"$OMP_NUM_THREADS\" $RESUME\n");
     else
         add(&t, "mpirun -np \"${SLURM_NTASKS:-%d}\" --map-by ppr:%d:node:PE=\"$OMP_NUM_THREADS\" \\\n"
-                "    -x OMP_NUM_THREADS -x OMP_WAIT_POLICY -x OMP_PROC_BIND \\\n"
+                "    -x OMP_NUM_THREADS -x OMP_WAIT_POLICY -x OMP_PROC_BIND -x OPENBLAS_THREAD_TIMEOUT \\\n"
                 "    \"$GPTQ_EORA\" quantize \"$JOB\" --threads \"$OMP_NUM_THREADS\" $RESUME\n",
             o->nodes * o->ntasks_per_node, o->ntasks_per_node);
     return t.p;

@@ -548,7 +548,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         else if (!strcmp(a, "--eval-windows")) rc = int_arg(a, v, 1, &o->eval_windows);
         else if (!strcmp(a, "--seed")) rc = int_arg(a, v, 0, &seed), o->seed = (uint64_t)seed;
         else if (!strcmp(a, "--budget")) {
-            uint64_t b;
+            uint64_t b = 0;
             if (parse_size(v, &b) != 0) fprintf(stderr, "bench_pipeline: --budget: %s\n", err_msg()), rc = -1;
             o->budget = b ? v : NULL; /* 0 = unlimited */
         } else if (!strcmp(a, "--data")) o->data = v;
