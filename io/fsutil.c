@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "io/err.h"
 
 char *fs_join(const char *a, const char *b)
@@ -187,4 +189,15 @@ void fs_remove_temps(const char *dir, int (*owned)(const char *final_name, const
         free(final_name);
     }
     closedir(d);
+}
+
+cJSON *fs_read_json(const char *path)
+{
+    size_t len;
+    char *text = fs_read_file(path, &len);
+    if (!text) return NULL;
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!j) err_set("%s: invalid JSON", path);
+    return j;
 }

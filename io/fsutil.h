@@ -18,6 +18,8 @@ int fs_mkdir_p(const char *dir);
 int fs_fsync_dir(const char *path_in_dir);
 /* Read a whole file (NUL-terminated, *len excludes the NUL). NULL + err on failure. */
 char *fs_read_file(const char *path, size_t *len);
+/* Read and parse a JSON file. NULL + err ("PATH: invalid JSON", or the read error) on failure. */
+struct cJSON *fs_read_json(const char *path);
 int fs_is_dir(const char *path);
 int fs_exists(const char *path);
 /* Copy a file byte for byte (atomically). */

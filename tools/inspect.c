@@ -82,10 +82,7 @@ static int load_qcfg(inspect_report *r, cJSON **doc, const cJSON **qcfg)
     for (int i = 0; i < 2 && !*qcfg && !rc; i++) {
         char *p = fs_join(dir, names[i]);
         if (fs_exists(p)) {
-            size_t len;
-            char *text = fs_read_file(p, &len);
-            cJSON *d = text ? cJSON_ParseWithLength(text, len) : NULL;
-            free(text);
+            cJSON *d = fs_read_json(p);
             if (!d || !cJSON_IsObject(d)) {
                 cJSON_Delete(d);
                 rc = err_set("%s: not a JSON object", p);

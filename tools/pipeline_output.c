@@ -386,21 +386,14 @@ int output_configs(const job_t *job, const quant_plan *plan, uint64_t *bytes)
 {
     if (copy_side_files(job, bytes) != 0) return -1;
     char *src = fs_join(job->model, "config.json");
-    size_t len;
-    char *text = fs_read_file(src, &len);
-    if (!text) {
-        free(src);
-        return -1;
-    }
-    cJSON *cfg = cJSON_Parse(text);
-    free(text);
-    if (!cJSON_IsObject(cfg)) {
+    cJSON *cfg = fs_read_json(src);
+    if (cfg && !cJSON_IsObject(cfg)) {
         cJSON_Delete(cfg);
+        cfg = NULL;
         err_set("%s: not a JSON object", src);
-        free(src);
-        return -1;
     }
     free(src);
+    if (!cfg) return -1;
     cJSON *qc = output_quant_config(job, plan);
     char *p = fs_join(job->output, "quantize_config.json");
     int rc = write_json(p, qc, bytes);

@@ -40,17 +40,6 @@ static const char *LORA_PREFIX = "base_model.model.";
 
 /* ---- quantization_config ---- */
 
-static cJSON *read_json(const char *path)
-{
-    size_t len;
-    char *text = fs_read_file(path, &len);
-    if (!text) return NULL;
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!j) err_set("%s: invalid JSON", path);
-    return j;
-}
-
 static int json_int(const cJSON *o, const char *key, int dflt, const char *where, int *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -137,7 +126,7 @@ static int load_qconfig(qcheckpoint *q)
     char *qc_path = fs_join(q->dir, "quantize_config.json");
     int rc = 0;
     if (fs_exists(cfg_path)) {
-        cJSON *j = read_json(cfg_path);
+        cJSON *j = fs_read_json(cfg_path);
         if (!j) {
             rc = -1;
             goto out;
@@ -151,7 +140,7 @@ static int load_qconfig(qcheckpoint *q)
         if (q->has_config) goto out;
     }
     if (fs_exists(qc_path)) {
-        cJSON *j = read_json(qc_path);
+        cJSON *j = fs_read_json(qc_path);
         if (!j) {
             rc = -1;
             goto out;
@@ -250,7 +239,7 @@ static int open_adapter(qcheckpoint *q, const char *path, const model_config *cf
         err_set("adapter %s: %s not found", path, cfg_path);
         goto out;
     }
-    if (!(j = read_json(cfg_path))) goto out;
+    if (!(j = fs_read_json(cfg_path))) goto out;
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
     if (cJSON_IsString(pt) && strcmp(pt->valuestring, "LORA")) {
         err_set("%s: peft_type '%s' is not supported (LORA)", cfg_path, pt->valuestring);

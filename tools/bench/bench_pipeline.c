@@ -201,14 +201,7 @@ static void set_num(cJSON *obj, const char *key, double v)
 static int write_config(const bench_opts *o, const char *tiny, const char *model_dir)
 {
     char *src = fs_join(tiny, "config.json");
-    size_t len;
-    char *text = fs_read_file(src, &len);
-    if (!text) {
-        free(src);
-        return -1;
-    }
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
+    cJSON *root = fs_read_json(src);
     cJSON *tc = root ? cJSON_GetObjectItemCaseSensitive(root, "text_config") : NULL;
     if (!cJSON_IsObject(tc)) {
         cJSON_Delete(root);
@@ -330,13 +323,9 @@ static int print_results(const bench_opts *o, const char *out_dir, const char *m
                          double t_gen, double t_run)
 {
     char *path = fs_join(out_dir, "report.json");
-    size_t len;
-    char *text = fs_read_file(path, &len);
+    cJSON *r = fs_read_json(path);
     free(path);
-    if (!text) return -1;
-    cJSON *r = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!r) return err_set("%s/report.json: invalid JSON", out_dir);
+    if (!r) return -1;
     const cJSON *cal = cJSON_GetObjectItemCaseSensitive(r, "calibration");
     const cJSON *tot = cJSON_GetObjectItemCaseSensitive(r, "totals");
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(r, "layers");
